@@ -1,0 +1,81 @@
+//! Injectable time source, so tests move time without sleeping.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// A source of the current time. All engine decisions about expiry,
+/// inactivity and cache age read it.
+///
+/// Times are truncated to whole microseconds, the precision PostgreSQL
+/// stores, so a time written and read back compares equal.
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    /// The current time, truncated to microseconds.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Truncates a time to whole microseconds.
+pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// The system wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        truncate_micros(Utc::now())
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    micros: Arc<AtomicI64>,
+}
+
+impl ManualClock {
+    /// A manual clock starting at the current system time.
+    pub fn new() -> Self {
+        Self::starting_at(Utc::now())
+    }
+
+    /// A manual clock starting at `start`.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        ManualClock {
+            micros: Arc::new(AtomicI64::new(start.timestamp_micros())),
+        }
+    }
+
+    /// Moves the clock forward by `by` (negative durations are not allowed
+    /// and are ignored: time never goes backwards).
+    pub fn advance(&self, by: std::time::Duration) {
+        let delta = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.micros.fetch_add(delta, Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `t` if it is later than the current time.
+    pub fn set(&self, t: DateTime<Utc>) {
+        self.micros.fetch_max(t.timestamp_micros(), Ordering::SeqCst);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.micros.load(Ordering::SeqCst))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+}
+
+/// Converts a std duration to a chrono delta, saturating.
+pub(crate) fn delta(d: std::time::Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}

@@ -1,0 +1,161 @@
+//! Split session tokens: a public id plus a secret only the client holds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::error::Error;
+
+/// Length of the secret in bytes (256 bits).
+pub const SECRET_LEN: usize = 32;
+
+/// Length of the string form: 16 id bytes + 32 secret bytes in URL-safe base64 without padding.
+pub const TOKEN_STRING_LEN: usize = 64;
+
+/// SHA-256 of a token secret: the only form of the secret that is stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretHash(pub [u8; 32]);
+
+impl SecretHash {
+    /// Compares in constant time.
+    pub fn ct_eq(&self, other: &SecretHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash(..)")
+    }
+}
+
+/// What a client holds: the session's public id and a 256-bit secret from
+/// the operating system's CSPRNG.
+///
+/// The string form ([`Display`](fmt::Display) / [`FromStr`]) is 64
+/// characters of URL-safe base64 without padding, safe in cookies and URLs.
+/// Parsing is strict: any other length, alphabet or a nil id is rejected.
+/// `Debug` shows the id and hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken {
+    id: Uuid,
+    secret: [u8; SECRET_LEN],
+}
+
+impl SessionToken {
+    /// A new token for session `id` with a fresh secret from the OS CSPRNG.
+    pub fn generate(id: Uuid) -> crate::Result<Self> {
+        let mut secret = [0u8; SECRET_LEN];
+        getrandom::fill(&mut secret)
+            .map_err(|e| Error::store_msg(format!("operating system random source failed: {e}")))?;
+        Ok(SessionToken { id, secret })
+    }
+
+    /// The public session id (safe to log).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// SHA-256 of the secret, as stored.
+    pub fn secret_hash(&self) -> SecretHash {
+        SecretHash(Sha256::digest(self.secret).into())
+    }
+
+    /// True if this token's secret hashes to `stored` (constant time).
+    pub fn verify(&self, stored: &SecretHash) -> bool {
+        self.secret_hash().ct_eq(stored)
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionToken")
+            .field("id", &self.id)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
+}
+
+impl fmt::Display for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut raw = [0u8; 16 + SECRET_LEN];
+        raw[..16].copy_from_slice(self.id.as_bytes());
+        raw[16..].copy_from_slice(&self.secret);
+        f.write_str(&URL_SAFE_NO_PAD.encode(raw))
+    }
+}
+
+impl FromStr for SessionToken {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if s.len() != TOKEN_STRING_LEN {
+            return Err(Error::InvalidToken);
+        }
+        let mut raw = [0u8; 16 + SECRET_LEN];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(s.as_bytes(), &mut raw)
+            .map_err(|_| Error::InvalidToken)?;
+        if n != raw.len() {
+            return Err(Error::InvalidToken);
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&raw[..16]);
+        let id = Uuid::from_bytes(id);
+        if id.is_nil() {
+            return Err(Error::InvalidToken);
+        }
+        let mut secret = [0u8; SECRET_LEN];
+        secret.copy_from_slice(&raw[16..]);
+        // Re-encode to reject non-canonical encodings (trailing bits set).
+        let token = SessionToken { id, secret };
+        if token.to_string() != s {
+            return Err(Error::InvalidToken);
+        }
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_hidden_secret() {
+        let t = SessionToken::generate(Uuid::new_v4()).unwrap();
+        let s = t.to_string();
+        assert_eq!(s.len(), TOKEN_STRING_LEN);
+        assert_eq!(s.parse::<SessionToken>().unwrap(), t);
+        let dbg = format!("{t:?}");
+        assert!(dbg.contains(&t.id().to_string()) && dbg.contains("hidden"));
+        assert!(t.verify(&t.secret_hash()));
+        let other = SessionToken::generate(t.id()).unwrap();
+        assert!(!other.verify(&t.secret_hash()));
+    }
+
+    #[test]
+    fn strict_parsing() {
+        let t = SessionToken::generate(Uuid::new_v4()).unwrap().to_string();
+        for bad in [
+            "",
+            &t[..63],
+            &format!("{t}A"),
+            &t.replace(&t[0..1], "+"),
+            &"A".repeat(64),
+        ] {
+            assert!(bad.parse::<SessionToken>().is_err(), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(s in ".{0,100}") {
+            let _ = s.parse::<SessionToken>();
+        }
+    }
+}
