@@ -3,14 +3,18 @@
 //! (crate docs are completed with the engine)
 
 mod backend;
+pub mod memory;
+pub mod postgres;
 mod clock;
 mod config;
 mod error;
 mod invalidation;
+mod lock;
 mod lock_provider;
 mod notifier;
 mod options;
 mod record;
+mod signer;
 mod store;
 mod token;
 
@@ -30,3 +34,5 @@ pub use record::{
 };
 pub use store::SessionStore;
 pub use token::{SECRET_LEN, SecretHash, SessionToken, TOKEN_STRING_LEN};
+
+// -- locks & signer re-exports --

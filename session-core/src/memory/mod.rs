@@ -1,0 +1,3 @@
+//! In-memory backend: store, notifier and lock provider in one process.
+
+mod lock;

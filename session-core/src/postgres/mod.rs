@@ -1,0 +1,1 @@
+//! SQL shared by the PostgreSQL backends (filled in by the sqlx backend work).

@@ -1,0 +1,1 @@
+//! Signed cookie values (HMAC-SHA256 with key rotation).

@@ -1,0 +1,1 @@
+//! PostgreSQL backend for `session-core` on diesel-async (work in progress).

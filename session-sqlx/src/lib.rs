@@ -1,0 +1,1 @@
+//! PostgreSQL backend for `session-core` on sqlx (work in progress).
