@@ -3,16 +3,16 @@
 //! (crate docs are completed with the engine)
 
 mod backend;
-pub mod memory;
-pub mod postgres;
 mod clock;
 mod config;
 mod error;
 mod invalidation;
 mod lock;
 mod lock_provider;
+pub mod memory;
 mod notifier;
 mod options;
+pub mod postgres;
 mod record;
 mod signer;
 mod store;
@@ -36,3 +36,4 @@ pub use store::SessionStore;
 pub use token::{SECRET_LEN, SecretHash, SessionToken, TOKEN_STRING_LEN};
 
 // -- locks & signer re-exports --
+pub use signer::{CookieSigner, MAX_SIGNED_LEN, MAX_SIGNED_PAYLOAD_LEN, MIN_SIGNING_KEY_LEN};
