@@ -259,3 +259,92 @@ impl SessionCache {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::SessionRecord;
+    use crate::token::SecretHash;
+    use chrono::Utc;
+    use std::collections::BTreeMap;
+
+    fn entry(user: Uuid, group: Option<Uuid>, version: i64) -> Entry {
+        let now = Utc::now();
+        Arc::new(SessionData::from_record(
+            SessionRecord {
+                id: Uuid::new_v4(),
+                user_id: user,
+                group_id: group,
+                secret_hash: SecretHash([0; 32]),
+                created_at: now,
+                last_accessed: now,
+                expires_at: now,
+                updated_at: now,
+                version,
+                include_inactivity: true,
+                attributes: BTreeMap::new(),
+            },
+            now,
+        ))
+    }
+
+    #[test]
+    fn index_follows_evictions_and_invalidations() {
+        let cache = SessionCache::new(100);
+        let users: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
+        let group = Uuid::new_v4();
+        for i in 0..1000 {
+            cache.insert(entry(users[i % 10], Some(group), 1));
+        }
+        let (by_user, by_group) = cache.index_sizes();
+        assert_eq!(by_user, cache.len());
+        assert_eq!(by_group, cache.len());
+        let before = cache.len();
+        let dropped = cache.invalidate_user(&users[3]);
+        assert!(dropped > 0);
+        assert_eq!(cache.len(), before - dropped);
+        assert_eq!(cache.index_sizes().0, cache.len());
+        cache.invalidate_group(&group);
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.index_sizes(), (0, 0));
+    }
+
+    #[test]
+    fn older_versions_never_replace_newer() {
+        let cache = SessionCache::new(10);
+        let e2 = entry(Uuid::new_v4(), None, 2);
+        cache.insert(e2.clone());
+        let mut stale = SessionData::from_record(
+            SessionRecord {
+                id: e2.id,
+                user_id: e2.user_id,
+                group_id: None,
+                secret_hash: e2.secret_hash,
+                created_at: e2.created_at,
+                last_accessed: e2.last_accessed,
+                expires_at: e2.expires_at,
+                updated_at: e2.updated_at,
+                version: 1,
+                include_inactivity: true,
+                attributes: BTreeMap::new(),
+            },
+            Utc::now(),
+        );
+        stale.version = 1;
+        cache.insert(Arc::new(stale));
+        assert_eq!(cache.get(&e2.id).map(|e| e.version), Some(2));
+    }
+
+    #[test]
+    fn a_load_that_raced_an_invalidation_is_not_cached() {
+        let cache = SessionCache::new(10);
+        let e = entry(Uuid::new_v4(), None, 1);
+        let epoch = cache.epoch(&e.id);
+        cache.invalidate(&e.id); // arrives while the load is in flight
+        assert!(!cache.insert_if_unchanged(e.clone(), epoch));
+        assert!(cache.get(&e.id).is_none());
+        let epoch = cache.epoch(&e.id);
+        assert!(cache.insert_if_unchanged(e.clone(), epoch));
+        assert!(cache.get(&e.id).is_some());
+    }
+}

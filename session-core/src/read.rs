@@ -32,27 +32,27 @@ impl SessionManager {
         let inner = &self.inner;
         inner.check_open()?;
         let now = inner.clock.now();
-        if !opts.force_refresh && inner.cache_enabled() {
-            if let Some(entry) = inner.cache.get(&token.id()) {
-                if inner.usable_from_cache(&entry, &opts, now) {
-                    if !token.verify(&entry.secret_hash) {
-                        return Err(Error::NotFound);
-                    }
-                    if entry.expires_at <= now {
-                        inner.cache.invalidate(&entry.id);
-                        return Err(Error::NotFound);
-                    }
-                    if !inner.looks_inactive(&entry, now) {
-                        inner.counters.hit();
-                        if !opts.skip_last_access_update {
-                            inner.record_access(&entry, now);
-                        }
-                        return Ok(Session::new(entry, true, now));
-                    }
-                    // Looks inactive here: another node may have seen it
-                    // since, so ask the store before declaring it dead.
-                }
+        if !opts.force_refresh
+            && inner.cache_enabled()
+            && let Some(entry) = inner.cache.get(&token.id())
+            && inner.usable_from_cache(&entry, &opts, now)
+        {
+            if !token.verify(&entry.secret_hash) {
+                return Err(Error::NotFound);
             }
+            if entry.expires_at <= now {
+                inner.cache.invalidate(&entry.id);
+                return Err(Error::NotFound);
+            }
+            if !inner.looks_inactive(&entry, now) {
+                inner.counters.hit();
+                if !opts.skip_last_access_update {
+                    inner.record_access(&entry, now);
+                }
+                return Ok(Session::new(entry, true, now));
+            }
+            // Looks inactive here: another node may have seen it since, so
+            // ask the store before declaring it dead.
         }
         inner.load(token, &opts, now).await
     }

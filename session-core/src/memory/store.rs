@@ -272,11 +272,11 @@ impl SessionStore for MemoryStore {
         let mut t = self.shared.tables();
         let mut n = 0;
         for (id, at) in accesses {
-            if let Some(s) = t.sessions.get_mut(id) {
-                if *at > s.last_accessed {
-                    s.last_accessed = *at;
-                    n += 1;
-                }
+            if let Some(s) = t.sessions.get_mut(id)
+                && *at > s.last_accessed
+            {
+                s.last_accessed = *at;
+                n += 1;
             }
         }
         Ok(n)
