@@ -1,6 +1,35 @@
 //! Distributed server-side sessions: the engine.
 //!
-//! (crate docs are completed with the engine)
+//! A [`SessionManager`] serves sessions from this node's in-memory cache and
+//! writes them through a [`Backend`]: a [`SessionStore`] (durable records), a
+//! [`Notifier`] (invalidations between nodes) and a [`LockProvider`] (leases).
+//! `session-sqlx` and `session-diesel` implement them on PostgreSQL;
+//! [`memory`] implements them in-process for development and tests.
+//!
+//! The pieces, one concept per module:
+//!
+//! - [`Session`] / [`SessionToken`]: a cheap handle over a shared snapshot,
+//!   and the split token a client holds (public id + secret; only its hash is stored).
+//! - [`Config`], [`GetOptions`], [`UpdateOptions`], [`CreateOptions`].
+//! - [`Error`]: one enum for everything, with sources kept.
+//! - [`Invalidation`]: the wire format of invalidations, shared by all backends.
+//! - [`Clock`] / [`ManualClock`]: injectable time for tests.
+//! - [`postgres`]: SQL shared by the PostgreSQL backends (no database dependency).
+//!
+//! ```
+//! # async fn demo() -> session_core::Result<()> {
+//! use serde_json::json;
+//! use session_core::{memory::MemoryBackend, Config, CreateOptions, GetOptions, SessionManager};
+//!
+//! let backend = MemoryBackend::new();
+//! let node = SessionManager::new(Config::default(), backend.node()).await?;
+//! let s = node.create_session(uuid::Uuid::new_v4(), &[("theme", json!("dark"))], CreateOptions::default()).await?;
+//! let token = s.token().cloned().expect("new sessions carry their token");
+//! let read = node.get_session(&token, GetOptions::default()).await?;
+//! assert_eq!(read.get::<String>("theme")?.as_deref(), Some("dark"));
+//! node.shutdown().await?;
+//! # Ok(()) }
+//! ```
 
 mod backend;
 mod cache;
