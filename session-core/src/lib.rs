@@ -54,6 +54,7 @@ mod signer;
 mod stats;
 mod store;
 mod token;
+mod traced;
 mod write;
 
 pub use backend::Backend;

@@ -84,6 +84,10 @@ impl SessionManager {
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         config.validate()?;
+        let backend = Backend {
+            store: Arc::new(crate::traced::TracedStore(backend.store)),
+            ..backend
+        };
         let events = backend.notifier.subscribe().await?;
         let (stop, _) = watch::channel(false);
         let touch_threshold =
