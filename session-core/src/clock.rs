@@ -58,7 +58,8 @@ impl ManualClock {
 
     /// Sets the clock to `t` if it is later than the current time.
     pub fn set(&self, t: DateTime<Utc>) {
-        self.micros.fetch_max(t.timestamp_micros(), Ordering::SeqCst);
+        self.micros
+            .fetch_max(t.timestamp_micros(), Ordering::SeqCst);
     }
 }
 
