@@ -1,0 +1,68 @@
+//! Periodic deletion of expired sessions and attributes, on one node at a
+//! time (under a lock from the [`LockProvider`](crate::LockProvider)).
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::manager::Inner;
+use crate::record::CleanupOutcome;
+
+/// The lock resource the cleanup runs under.
+pub const CLEANUP_LOCK: &str = "session-core/cleanup";
+
+/// Upper bound on batches per run, so one run cannot monopolise the store.
+const MAX_BATCHES_PER_RUN: usize = 10_000;
+
+impl Inner {
+    /// Runs cleanup if no other node is running it. `Ok(None)`: another node
+    /// holds the cleanup lock.
+    pub(crate) async fn run_cleanup(&self) -> Result<Option<CleanupOutcome>> {
+        let owner = Uuid::new_v4();
+        // The lease covers a long run; the lock is released right after.
+        let lease = self.config.cleanup_interval.max(Duration::from_secs(60));
+        match self
+            .backend
+            .locks
+            .try_acquire(CLEANUP_LOCK, owner, lease)
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::LockHeld { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let result = self.cleanup_batches().await;
+        let released = self.backend.locks.release(CLEANUP_LOCK, owner).await;
+        let total = result?;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "releasing the cleanup lock failed; it will expire");
+        }
+        crate::stats::Counters::add(&self.counters.cleanup_runs, 1);
+        crate::stats::Counters::add(
+            &self.counters.cleanup_sessions_deleted,
+            total.sessions_deleted,
+        );
+        Ok(Some(total))
+    }
+
+    async fn cleanup_batches(&self) -> Result<CleanupOutcome> {
+        let batch = self.config.cleanup_batch_size;
+        let mut total = CleanupOutcome::default();
+        for _ in 0..MAX_BATCHES_PER_RUN {
+            let now = self.clock.now();
+            let out = self
+                .backend
+                .store
+                .cleanup(now, self.config.inactivity_duration, batch, self.node)
+                .await?;
+            total.sessions_deleted += out.sessions_deleted;
+            total.attributes_deleted += out.attributes_deleted;
+            if (out.sessions_deleted as usize) < batch && (out.attributes_deleted as usize) < batch
+            {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}

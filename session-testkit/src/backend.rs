@@ -1,0 +1,45 @@
+//! [`TestBackend`]: how the conformance suite gets fresh, isolated backends.
+
+use async_trait::async_trait;
+use session_core::{Backend, Config};
+use uuid::Uuid;
+
+/// A factory for one isolated backend instance per test, with the hooks the
+/// conformance cases need. Implement it for your store and call
+/// [`conformance_tests!`](crate::conformance_tests) with it.
+///
+/// Every method may panic with a clear message on setup failure: it runs in
+/// tests only.
+#[async_trait]
+pub trait TestBackend: Send + Sync + Sized + 'static {
+    /// A fresh backend that shares no data with any other instance (for
+    /// PostgreSQL: its own schema, dropped in [`teardown`](Self::teardown)).
+    async fn create() -> Self;
+
+    /// A new node on this backend: its own store handle / connections, its
+    /// own notifier subscription and lock provider handle. `config` is the
+    /// manager's configuration (table prefix, batch sizes); the backend
+    /// chooses where the data lives. Nodes are numbered from 0 in creation order.
+    async fn node(&self, config: &Config) -> Backend;
+
+    /// Cuts delivery of notifications to node `index`: what is published
+    /// until [`restore_delivery`](Self::restore_delivery) may be lost, and the
+    /// node must get a [`Resync`](session_core::NotifierEvent::Resync) once
+    /// delivery is back.
+    async fn cut_delivery(&self, index: usize);
+
+    /// Restores delivery to node `index` (the node then receives `Resync`).
+    async fn restore_delivery(&self, index: usize);
+
+    /// Publishes a raw payload on the notification channel, bypassing the
+    /// codec (used to check that malformed payloads are ignored).
+    async fn publish_raw(&self, payload: &str);
+
+    /// Changes the stored JSON of attribute `key` of session `id` and bumps
+    /// the session version, without any notification: a change the engine did
+    /// not make and no node was told about.
+    async fn out_of_band_set_attribute(&self, id: Uuid, key: &str, json: &str);
+
+    /// Releases everything the instance holds (drops its schema).
+    async fn teardown(self);
+}
