@@ -5,5 +5,6 @@
 //! name in `cargo test` output.
 
 mod backend;
+pub mod locks;
 
 pub use backend::TestBackend;
