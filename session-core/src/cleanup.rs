@@ -1,11 +1,11 @@
 //! Periodic deletion of expired sessions and attributes, on one node at a
-//! time (under a lock from the [`LockProvider`](crate::LockProvider)).
+//! time (under a [`DistributedLock`](crate::DistributedLock) whose heartbeat
+//! keeps the lease while a long run lasts).
 
 use std::time::Duration;
 
-use uuid::Uuid;
-
 use crate::error::{Error, Result};
+use crate::lock::{DistributedLock, LockConfig};
 use crate::manager::Inner;
 use crate::record::CleanupOutcome;
 
@@ -19,25 +19,28 @@ impl Inner {
     /// Runs cleanup if no other node is running it. `Ok(None)`: another node
     /// holds the cleanup lock.
     pub(crate) async fn run_cleanup(&self) -> Result<Option<CleanupOutcome>> {
-        let owner = Uuid::new_v4();
-        // The lease covers a long run; the lock is released right after.
-        let lease = self.config.cleanup_interval.max(Duration::from_secs(60));
-        match self
-            .backend
-            .locks
-            .try_acquire(CLEANUP_LOCK, owner, lease)
-            .await
-        {
-            Ok(_) => {}
+        // One attempt; the heartbeat keeps the lease alive however long the
+        // run takes, and a crashed node's lease runs out after a minute.
+        let lock = DistributedLock::new(
+            self.backend.locks.clone(),
+            CLEANUP_LOCK,
+            LockConfig {
+                max_retries: 0,
+                retry_delay: Duration::from_millis(1),
+                heartbeat_interval: Duration::from_secs(20),
+                lease_time: Duration::from_secs(60),
+            },
+        )?;
+        let guard = match lock.try_lock().await {
+            Ok(g) => g,
             Err(Error::LockHeld { .. }) => return Ok(None),
             Err(e) => return Err(e),
-        }
+        };
         let result = self.cleanup_batches().await;
-        let released = self.backend.locks.release(CLEANUP_LOCK, owner).await;
-        let total = result?;
-        if let Err(e) = released {
+        if let Err(e) = guard.unlock().await {
             tracing::warn!(error = %e, "releasing the cleanup lock failed; it will expire");
         }
+        let total = result?;
         crate::stats::Counters::add(&self.counters.cleanup_runs, 1);
         crate::stats::Counters::add(
             &self.counters.cleanup_sessions_deleted,

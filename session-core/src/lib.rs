@@ -79,4 +79,5 @@ pub use store::SessionStore;
 pub use token::{SECRET_LEN, SecretHash, SessionToken, TOKEN_STRING_LEN};
 
 // -- locks & signer re-exports --
+pub use lock::{DistributedLock, LockConfig, LockGuard, MAX_RESOURCE_LEN};
 pub use signer::{CookieSigner, MAX_SIGNED_LEN, MAX_SIGNED_PAYLOAD_LEN, MIN_SIGNING_KEY_LEN};

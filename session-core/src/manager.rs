@@ -154,6 +154,16 @@ impl SessionManager {
         &self.inner.clock
     }
 
+    /// A distributed lock on `resource`, held in this backend's lock
+    /// provider (not tied to any session). See [`DistributedLock`](crate::DistributedLock).
+    pub fn lock(
+        &self,
+        resource: impl Into<String>,
+        config: crate::lock::LockConfig,
+    ) -> Result<crate::lock::DistributedLock> {
+        crate::lock::DistributedLock::new(self.inner.backend.locks.clone(), resource, config)
+    }
+
     /// A snapshot of this node's counters.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot(self.inner.cache.len())

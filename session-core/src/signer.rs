@@ -19,7 +19,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::token::{SessionToken, TOKEN_STRING_LEN};
+use crate::token::SessionToken;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -224,9 +224,7 @@ impl CookieSigner {
             Some((token, version)) => (token, Some(parse_version(version)?)),
             None => (payload.as_str(), None),
         };
-        if token.len() != TOKEN_STRING_LEN {
-            return Err(Error::InvalidToken);
-        }
+        // Strict parse: exactly the 64-character canonical form.
         Ok((token.parse()?, version))
     }
 }

@@ -17,6 +17,7 @@ mod backend;
 pub mod cases;
 mod cluster;
 mod counting;
+pub mod locks;
 mod memory;
 
 pub use backend::TestBackend;
@@ -75,6 +76,38 @@ macro_rules! conformance_tests {
             limits::max_sessions_concurrent_creates_evict_never_exceeds,
             limits::max_sessions_concurrent_creates_reject_never_exceeds,
         );
+        $crate::__conformance_lock_cases!($backend;
+            lock_exactly_one_of_ten_concurrent_lockers_wins,
+            lock_expired_lease_is_taken_over_and_token_grows,
+            lock_heartbeat_keeps_lock_past_lease_and_stops_after_unlock,
+            lock_extend_works_and_fails_with_expired_after_expiry,
+            lock_unlock_or_extend_by_non_owner_is_not_held,
+            lock_ten_workers_five_resources_no_overlap,
+            lock_guard_releases_on_drop,
+        );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn lock_provider_error_surfaces_as_error() {
+            $crate::cases::locks::run::<$backend, _, _>(|nodes, failing| async move {
+                $crate::locks::lock_provider_error_surfaces_as_error(&nodes, failing).await;
+            })
+            .await;
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_lock_cases {
+    ($backend:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::cases::locks::run::<$backend, _, _>(|nodes, _failing| async move {
+                    $crate::locks::$case(&nodes).await;
+                })
+                .await;
+            }
+        )*
     };
 }
 

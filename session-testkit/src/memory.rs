@@ -1,8 +1,10 @@
 //! The in-memory backend as a [`TestBackend`].
 
 use async_trait::async_trait;
-use session_core::memory::MemoryBackend;
-use session_core::{Backend, Config};
+use std::sync::Arc;
+
+use session_core::memory::{MemoryBackend, MemoryLockProvider};
+use session_core::{Backend, Config, LockProvider};
 use uuid::Uuid;
 
 use crate::backend::TestBackend;
@@ -32,6 +34,11 @@ impl TestBackend for MemoryTestBackend {
             self.0.out_of_band_set_attribute(id, key, json),
             "no session {id}"
         );
+    }
+    async fn failing_locks(&self) -> Arc<dyn LockProvider> {
+        let provider = MemoryLockProvider::new();
+        provider.set_failing(true);
+        Arc::new(provider)
     }
     async fn teardown(self) {}
 }

@@ -12,6 +12,7 @@ pub mod deletes;
 pub mod expiry;
 pub mod last_access;
 pub mod limits;
+pub mod locks;
 pub mod versions;
 
 use serde_json::json;
