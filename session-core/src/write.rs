@@ -38,7 +38,7 @@ impl SessionManager {
                 key: key.to_string(),
                 source,
             })?;
-            self.check_size(key, &value)?;
+            check_attribute(key, &value, inner.config.max_attribute_length)?;
             attrs.insert(
                 key.to_string(),
                 AttributeRecord {
@@ -83,18 +83,6 @@ impl SessionManager {
         Ok(session)
     }
 
-    fn check_size(&self, key: &str, json: &str) -> Result<()> {
-        let limit = self.inner.config.max_attribute_length;
-        if json.len() > limit {
-            return Err(Error::AttributeTooLarge {
-                key: key.to_string(),
-                size: json.len(),
-                limit,
-            });
-        }
-        Ok(())
-    }
-
     /// Writes the changes recorded in `session` (attributes, group) and the
     /// expiry options, atomically, and returns the new state.
     ///
@@ -115,9 +103,11 @@ impl SessionManager {
             return Err(Error::InvalidatedSession);
         }
         for (key, p) in &session.changes {
-            if let Pending::Set { value, .. } = p {
-                self.check_size(key, value)?;
-            }
+            let value = match p {
+                Pending::Set { value, .. } => value.as_str(),
+                Pending::Remove => "",
+            };
+            check_attribute(key, value, inner.config.max_attribute_length)?;
         }
         let now = inner.clock.now();
         let notify = opts.notify && inner.config.notify_on_updates;
@@ -295,6 +285,7 @@ impl SessionManager {
     ) -> Result<u64> {
         let inner = &self.inner;
         inner.check_open()?;
+        check_attribute(key, "", usize::MAX)?;
         let now = inner.clock.now();
         let n = inner
             .backend
@@ -347,6 +338,36 @@ impl SessionManager {
         let now = inner.clock.now();
         inner.backend.store.list_user_sessions(user_id, now).await
     }
+}
+
+/// Longest attribute key accepted, in bytes.
+pub const MAX_ATTRIBUTE_KEY_LEN: usize = 255;
+
+/// Checks a key and the JSON encoding of its value against the limits.
+fn check_attribute(key: &str, json: &str, limit: usize) -> Result<()> {
+    let bad_key = |reason| {
+        Err(Error::InvalidAttributeKey {
+            key: key.chars().take(64).collect(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad_key("keys must not be empty");
+    }
+    if key.len() > MAX_ATTRIBUTE_KEY_LEN {
+        return bad_key("keys must be at most 255 bytes");
+    }
+    if key.contains('\0') {
+        return bad_key("keys must not contain NUL");
+    }
+    if json.len() > limit {
+        return Err(Error::AttributeTooLarge {
+            key: key.to_string(),
+            size: json.len(),
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// Randomised exponential back-off: up to 2^attempt ms, capped at 64 ms.
