@@ -5,5 +5,7 @@
 //! name in `cargo test` output.
 
 mod backend;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use backend::TestBackend;
