@@ -56,9 +56,15 @@ impl ManualClock {
         self.micros.fetch_add(delta, Ordering::SeqCst);
     }
 
+    /// The current time of this clock (same as [`Clock::now`]).
+    pub fn now(&self) -> DateTime<Utc> {
+        Clock::now(self)
+    }
+
     /// Sets the clock to `t` if it is later than the current time.
     pub fn set(&self, t: DateTime<Utc>) {
-        self.micros.fetch_max(t.timestamp_micros(), Ordering::SeqCst);
+        self.micros
+            .fetch_max(t.timestamp_micros(), Ordering::SeqCst);
     }
 }
 

@@ -147,7 +147,10 @@ impl Config {
             ("session_expiration", self.session_expiration),
             ("inactivity_duration", self.inactivity_duration),
             ("cleanup_interval", self.cleanup_interval),
-            ("last_access_update_interval", self.last_access_update_interval),
+            (
+                "last_access_update_interval",
+                self.last_access_update_interval,
+            ),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be greater than 0"));
@@ -163,7 +166,10 @@ impl Config {
         // batch sizes are bounded by the bind-parameter limit so a backend
         // that binds one parameter per row still works.
         for (name, n) in [
-            ("last_access_update_batch_size", self.last_access_update_batch_size),
+            (
+                "last_access_update_batch_size",
+                self.last_access_update_batch_size,
+            ),
             ("cleanup_batch_size", self.cleanup_batch_size),
             ("resync_batch_size", self.resync_batch_size),
         ] {
@@ -221,12 +227,16 @@ mod tests {
                 schema_name: bad.to_string(),
                 ..Config::default()
             };
-            assert!(matches!(c.validate(), Err(Error::InvalidConfig(m)) if m.contains("schema_name")));
+            assert!(
+                matches!(c.validate(), Err(Error::InvalidConfig(m)) if m.contains("schema_name"))
+            );
             let c = Config {
                 table_prefix: bad.to_string(),
                 ..Config::default()
             };
-            assert!(matches!(c.validate(), Err(Error::InvalidConfig(m)) if m.contains("table_prefix")));
+            assert!(
+                matches!(c.validate(), Err(Error::InvalidConfig(m)) if m.contains("table_prefix"))
+            );
         }
     }
 

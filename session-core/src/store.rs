@@ -8,8 +8,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::record::{
-    CleanupOutcome, NodeId, SessionLimit, SessionMeta, SessionRecord, UpdateOutcome,
-    UpdateRequest,
+    CleanupOutcome, NodeId, SessionLimit, SessionMeta, SessionRecord, UpdateOutcome, UpdateRequest,
 };
 
 /// Durable storage of sessions and their attributes.
@@ -109,8 +108,11 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<u64>;
 
     /// Metadata of the user's sessions not expired at `now`, oldest first.
-    async fn list_user_sessions(&self, user_id: Uuid, now: DateTime<Utc>)
-    -> Result<Vec<SessionMeta>>;
+    async fn list_user_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionMeta>>;
 
     /// Records last-access times in one statement, keeping the later of the
     /// stored and the given time. Unknown ids are ignored. Returns the rows

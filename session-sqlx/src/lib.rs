@@ -13,8 +13,9 @@
 //!   clock, with fencing tokens.
 //!
 //! [`ensure_schema`] (`schema.rs`) checks the schema, or creates it when
-//! [`Config::create_schema_if_missing`] is set. [`SqlxBackend::connect`] does
-//! all of it in one call:
+//! [`Config::create_schema_if_missing`] is set. [`session_manager`] does all
+//! of it and starts the engine in one call ([`connect`] stops at the
+//! [`Backend`]):
 //!
 //! ```no_run
 //! # async fn run() -> session_core::Result<()> {
@@ -30,8 +31,8 @@
 //!     create_schema_if_missing: true,
 //!     ..Default::default()
 //! };
-//! let backend = session_sqlx::connect(pool, &config).await?;
-//! # let _ = backend; Ok(()) }
+//! let sessions = session_sqlx::session_manager(pool, config).await?;
+//! # let _ = sessions; Ok(()) }
 //! ```
 
 #![forbid(unsafe_code)]
@@ -45,7 +46,7 @@ mod store;
 use std::sync::Arc;
 
 use session_core::postgres::Sql;
-use session_core::{Backend, Config, Result};
+use session_core::{Backend, Config, Result, SessionManager};
 use sqlx::PgPool;
 
 pub use locks::SqlxLockProvider;
@@ -111,4 +112,12 @@ impl SqlxBackend {
 /// [`SqlxBackend::connect`].
 pub async fn connect(pool: PgPool, config: &Config) -> Result<Backend> {
     Ok(SqlxBackend::connect(pool, config).await?.backend())
+}
+
+/// One call from a pool and a config to a running [`SessionManager`]:
+/// [`SqlxBackend::connect`] (config validation, schema check or creation),
+/// then [`SessionManager::new`] (which starts listening before it returns).
+pub async fn session_manager(pool: PgPool, config: Config) -> Result<SessionManager> {
+    let backend = connect(pool, &config).await?;
+    SessionManager::new(config, backend).await
 }

@@ -27,7 +27,8 @@ pub struct NotifierOptions {
     /// Longest a liveness ping may take. Default 5 s.
     pub liveness_timeout: Duration,
     /// First delay between reconnect attempts; doubles up to
-    /// [`reconnect_max`](Self::reconnect_max). Default 100 ms.
+    /// [`reconnect_max`](Self::reconnect_max), each wait randomly shortened
+    /// by up to half (jitter). Default 100 ms.
     pub reconnect_min: Duration,
     /// Longest delay between reconnect attempts. Default 10 s.
     pub reconnect_max: Duration,
@@ -250,6 +251,13 @@ impl DeliveryFault {
     }
 }
 
+/// `delay` scaled by a random factor in [0.5, 1], so nodes that lost the
+/// server together do not reconnect in lockstep.
+fn jittered(delay: Duration) -> Duration {
+    let per_mille = (Uuid::new_v4().as_u128() % 501) as f64;
+    delay.mul_f64(0.5 + per_mille / 1000.0)
+}
+
 /// Why the connected phase of the listen loop ended.
 enum Disconnect {
     /// The engine dropped its receiver: stop.
@@ -370,7 +378,7 @@ impl ListenTask {
                     tracing::warn!(channel = %self.channel, error = %e, retry_in = ?delay, "listener reconnect failed");
                     tokio::select! {
                         _ = self.tx.closed() => return None,
-                        _ = sleep(delay) => {}
+                        _ = sleep(jittered(delay)) => {}
                     }
                     delay = (delay * 2).min(self.options.reconnect_max);
                 }

@@ -1,7 +1,9 @@
 //! [`TestBackend`]: how the conformance suite gets fresh, isolated backends.
 
 use async_trait::async_trait;
-use session_core::{Backend, Config};
+use std::sync::Arc;
+
+use session_core::{Backend, Config, LockProvider};
 use uuid::Uuid;
 
 /// A factory for one isolated backend instance per test, with the hooks the
@@ -39,6 +41,11 @@ pub trait TestBackend: Send + Sync + Sized + 'static {
     /// the session version, without any notification: a change the engine did
     /// not make and no node was told about.
     async fn out_of_band_set_attribute(&self, id: Uuid, key: &str, json: &str);
+
+    /// A lock provider on this backend whose every call fails with
+    /// [`Error::Store`](session_core::Error::Store), as when the database is
+    /// unreachable (for PostgreSQL: a closed pool, or a dropped schema).
+    async fn failing_locks(&self) -> Arc<dyn LockProvider>;
 
     /// Releases everything the instance holds (drops its schema).
     async fn teardown(self);

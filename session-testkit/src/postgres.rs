@@ -11,6 +11,10 @@
 //!    is stopped and deleted when the test process exits;
 //! 4. otherwise it panics saying what to install.
 //!
+//! `SESSION_TESTKIT_POSTGRES=throwaway` skips steps 1 and 2 and always uses a
+//! throwaway cluster (to exercise that path, or to keep tests off a shared
+//! server).
+//!
 //! Each test then takes its own schema with [`TestPostgres::schema`], so
 //! tests never see each other's rows; the schema is dropped by
 //! [`TestSchema::drop_schema`], or when the [`TestSchema`] is dropped (also
@@ -107,6 +111,10 @@ impl TestPostgres {
 }
 
 async fn find() -> TestPostgres {
+    let force_throwaway = std::env::var("SESSION_TESTKIT_POSTGRES").is_ok_and(|v| v == "throwaway");
+    if force_throwaway {
+        return throwaway_shared().await;
+    }
     if let Ok(url) = std::env::var("DATABASE_URL") {
         if let Err(e) = try_connect(&url).await {
             panic!("DATABASE_URL={url} does not answer: {e}");
@@ -117,6 +125,11 @@ async fn find() -> TestPostgres {
     if try_connect(&local).await.is_ok() {
         return prepared(local).await;
     }
+    throwaway_shared().await
+}
+
+/// Starts the process-wide throwaway cluster.
+async fn throwaway_shared() -> TestPostgres {
     let cluster = match tokio::task::spawn_blocking(TestCluster::start_new).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => panic!("{INSTALL_HINT}\n(starting a throwaway cluster failed: {e})"),

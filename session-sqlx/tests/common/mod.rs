@@ -1,6 +1,6 @@
 //! Shared test support: [`SqlxTestBackend`] (the conformance suite's
 //! factory for this backend) and small helpers.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,9 +10,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use session_core::postgres::Sql;
 use session_core::{
-    AttributeRecord, Backend, Config, NotifierEvent, SecretHash, SessionRecord, truncate_micros,
+    AttributeRecord, Backend, Config, LockProvider, NotifierEvent, SecretHash, SessionRecord,
+    truncate_micros,
 };
-use session_sqlx::{NotifierOptions, SqlxBackend};
+use session_sqlx::{NotifierOptions, SqlxBackend, SqlxLockProvider};
 use session_testkit::TestBackend;
 use session_testkit::postgres::{TestPostgres, TestSchema};
 use sqlx::AssertSqlSafe;
@@ -142,6 +143,17 @@ impl TestBackend for SqlxTestBackend {
         .execute(&self.admin)
         .await
         .expect("setting an attribute out of band");
+    }
+
+    async fn failing_locks(&self) -> Arc<dyn LockProvider> {
+        // A provider on a closed pool: every call fails to get a connection.
+        let closed = pool(self.schema.as_ref().unwrap().url(), 1);
+        closed.close().await;
+        let config = Config {
+            schema_name: self.schema_name(),
+            ..Config::default()
+        };
+        Arc::new(SqlxLockProvider::new(closed, &config))
     }
 
     async fn teardown(mut self) {

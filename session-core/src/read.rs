@@ -1,0 +1,132 @@
+//! The read path: cache hit checks, store loads, expiry and access recording.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::delta;
+use crate::error::{Error, Result};
+use crate::manager::{Inner, SessionManager};
+use crate::options::GetOptions;
+use crate::session::{Session, SessionData};
+use crate::stats::Counters;
+use crate::token::SessionToken;
+
+impl SessionManager {
+    /// Reads the session `token` refers to.
+    ///
+    /// Served from this node's cache when it holds a copy that is not older
+    /// than `min_version`, not past `max_session_lifetime_in_cache`, and not
+    /// bypassed with `force_refresh`; otherwise loaded from the store (one
+    /// round trip) and cached.
+    ///
+    /// Absolute expiry, inactivity and attribute expiry are enforced on
+    /// every read, before any cleanup ran. A session that looks inactive in
+    /// the cache is re-read first, because another node may have seen it
+    /// recently.
+    ///
+    /// Errors: [`Error::NotFound`] for an unknown id, a wrong secret (checked
+    /// in constant time) or a dead session, all alike.
+    pub async fn get_session(&self, token: &SessionToken, opts: GetOptions) -> Result<Session> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let now = inner.clock.now();
+        if !opts.force_refresh
+            && inner.cache_enabled()
+            && let Some(entry) = inner.cache.get(&token.id())
+            && inner.usable_from_cache(&entry, &opts, now)
+        {
+            if !token.verify(&entry.secret_hash) {
+                return Err(Error::NotFound);
+            }
+            if entry.expires_at <= now {
+                inner.cache.invalidate(&entry.id);
+                return Err(Error::NotFound);
+            }
+            if !inner.looks_inactive(&entry, now) {
+                inner.counters.hit();
+                if !opts.skip_last_access_update {
+                    inner.record_access(&entry, now);
+                }
+                return Ok(Session::new(entry, true, now));
+            }
+            // Looks inactive here: another node may have seen it since, so
+            // ask the store before declaring it dead.
+        }
+        inner.load(token, &opts, now).await
+    }
+}
+
+impl Inner {
+    fn usable_from_cache(&self, e: &SessionData, opts: &GetOptions, now: DateTime<Utc>) -> bool {
+        if opts.min_version.is_some_and(|v| e.version < v) {
+            return false;
+        }
+        let max_age = self.config.max_session_lifetime_in_cache;
+        max_age.is_zero() || now - e.cached_at <= delta(max_age)
+    }
+
+    pub(crate) fn looks_inactive(&self, e: &SessionData, now: DateTime<Utc>) -> bool {
+        e.include_inactivity && e.last_seen() + delta(self.config.inactivity_duration) <= now
+    }
+
+    /// Records an access unless the session's known access time is recent
+    /// enough already (keeps the hit path read-mostly).
+    #[inline]
+    pub(crate) fn record_access(&self, e: &SessionData, now: DateTime<Utc>) {
+        let now_us = now.timestamp_micros();
+        if now_us - e.last_seen.load(Ordering::Relaxed) >= self.touch_threshold_micros {
+            e.last_seen.fetch_max(now_us, Ordering::Relaxed);
+            self.pending.record(e.id, now);
+        }
+    }
+
+    /// Builds a snapshot from a store record, carrying forward the newest
+    /// access this node knows of.
+    pub(crate) fn snapshot(
+        &self,
+        rec: crate::record::SessionRecord,
+        now: DateTime<Utc>,
+    ) -> Arc<SessionData> {
+        let data = SessionData::from_record(rec, now);
+        if let Some(t) = self.pending.get(&data.id) {
+            data.last_seen
+                .fetch_max(t.timestamp_micros(), Ordering::Relaxed);
+        }
+        Arc::new(data)
+    }
+
+    async fn load(
+        &self,
+        token: &SessionToken,
+        opts: &GetOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Session> {
+        Counters::add(&self.counters.misses, 1);
+        let id = token.id();
+        let epoch = self.cache.epoch(&id);
+        Counters::add(&self.counters.store_loads, 1);
+        let rec = self
+            .backend
+            .store
+            .load(id, now)
+            .await?
+            .ok_or(Error::NotFound)?;
+        if !token.verify(&rec.secret_hash) {
+            return Err(Error::NotFound);
+        }
+        let data = self.snapshot(rec, now);
+        if data.expires_at <= now || self.looks_inactive(&data, now) {
+            self.cache.invalidate(&id);
+            return Err(Error::NotFound);
+        }
+        if self.cache_enabled() {
+            self.cache.insert_if_unchanged(data.clone(), epoch);
+        }
+        if !opts.skip_last_access_update {
+            self.record_access(&data, now);
+        }
+        Ok(Session::new(data, false, now))
+    }
+}
