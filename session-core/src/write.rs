@@ -74,11 +74,11 @@ impl SessionManager {
             inner.cache.invalidate(id);
         }
         // Cached only after the store committed it.
-        let data = inner.snapshot(rec, now);
+        let data = inner.snapshot(rec, now.timestamp_micros());
         if inner.cache_enabled() {
             inner.cache.insert(data.clone());
         }
-        let mut session = Session::new(data, false, now);
+        let mut session = Session::new(data, false, now.timestamp_micros());
         session.token = Some(token);
         Ok(session)
     }
@@ -144,7 +144,7 @@ impl SessionManager {
             }
         };
         let rec = session.committed_record(&outcome, opts.expires_at, opts.include_inactivity);
-        let data = inner.snapshot(rec, now);
+        let data = inner.snapshot(rec, now.timestamp_micros());
         if outcome.version == session.version() + 1 && inner.cache_enabled() {
             // Nobody wrote between our read and our write: the merged
             // snapshot is exactly what the store holds.
@@ -154,7 +154,7 @@ impl SessionManager {
             // merge may miss their changes, so do not cache it.
             inner.cache.invalidate(&session.id());
         }
-        Ok(Session::new(data, false, now))
+        Ok(Session::new(data, false, now.timestamp_micros()))
     }
 
     /// Reads the session, applies `f` to it and writes it with
@@ -219,13 +219,13 @@ impl SessionManager {
         clean.group_change = None;
         let mut rec = clean.committed_record(&outcome, None, None);
         rec.secret_hash = token.secret_hash();
-        let data = inner.snapshot(rec, now);
+        let data = inner.snapshot(rec, now.timestamp_micros());
         if outcome.version == session.version() + 1 && inner.cache_enabled() {
             inner.cache.insert(data.clone());
         } else {
             inner.cache.invalidate(&session.id());
         }
-        let mut s = Session::new(data, false, now);
+        let mut s = Session::new(data, false, now.timestamp_micros());
         s.token = Some(token);
         Ok(s)
     }
