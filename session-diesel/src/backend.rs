@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use session_core::postgres::{NotifierOptions, Sql};
-use session_core::{Backend, Config, Result};
+use session_core::{Backend, Config, Result, SessionManager};
 
 use crate::locks::DieselLockProvider;
 use crate::notifier::DieselNotifier;
@@ -97,4 +97,12 @@ pub async fn connect(database_url: &str, config: &Config) -> Result<Backend> {
     Ok(DieselBackend::connect(database_url, config)
         .await?
         .backend())
+}
+/// One call from a database URL and a config to a running
+/// [`SessionManager`] on this backend: [`connect`], then
+/// [`SessionManager::new`] (which subscribes to invalidations before it
+/// returns). Must be called inside a Tokio runtime.
+pub async fn session_manager(database_url: &str, config: Config) -> Result<SessionManager> {
+    let backend = connect(database_url, &config).await?;
+    SessionManager::new(config, backend).await
 }

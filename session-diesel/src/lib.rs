@@ -46,7 +46,7 @@ mod rows;
 mod schema;
 mod store;
 
-pub use backend::{DieselBackend, DieselOptions, connect};
+pub use backend::{DieselBackend, DieselOptions, connect, session_manager};
 pub use locks::DieselLockProvider;
 pub use notifier::DieselNotifier;
 pub use pool::{PgPool, PoolOptions, build_pool};

@@ -50,7 +50,9 @@ impl Default for NotifierOptions {
 }
 
 /// Exponential reconnect delays: [`NotifierOptions::reconnect_min`],
-/// doubling on every failure, capped at [`NotifierOptions::reconnect_max`].
+/// doubling on every failure, capped at [`NotifierOptions::reconnect_max`];
+/// each delay handed out is randomly shortened by up to half (jitter), so
+/// nodes that lost the server together do not reconnect in lockstep.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
@@ -66,12 +68,14 @@ impl Backoff {
         }
     }
 
-    /// The delay to wait before the next attempt; each call doubles the
-    /// following one, up to the maximum.
+    /// The delay to wait before the next attempt: the current step scaled by
+    /// a random factor in [0.5, 1]. Each call doubles the step, up to the
+    /// maximum.
     pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
+        let step = self.next;
         self.next = self.next.saturating_mul(2).min(self.max);
-        delay
+        let per_mille = (uuid::Uuid::new_v4().as_u128() % 501) as u32;
+        step / 2 + step / 2 * per_mille / 500
     }
 }
 
@@ -154,14 +158,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_maximum() {
+    fn backoff_doubles_up_to_the_maximum_with_jitter() {
         let mut b = Backoff::new(&NotifierOptions {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_millis(350),
             ..NotifierOptions::default()
         });
-        let delays: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(delays, vec![100, 200, 350, 350, 350]);
+        let steps = [100, 200, 350, 350, 350];
+        for step in steps {
+            let delay = b.next_delay().as_millis();
+            assert!(
+                (step / 2..=step).contains(&delay),
+                "{delay} ms outside [{}, {step}]",
+                step / 2
+            );
+        }
     }
 
     #[tokio::test]
