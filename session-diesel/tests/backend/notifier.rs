@@ -236,6 +236,29 @@ async fn cluster_node(
     (node, rx, pool(&url, 2))
 }
 
+/// A server process stopped with SIGSTOP, continued on drop (also when the
+/// test fails, so the cluster can shut down).
+struct Stopped(i32);
+
+impl Stopped {
+    fn stop(pid: i32) -> Self {
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
 #[tokio::test]
 async fn a_half_open_listener_is_found_by_the_liveness_check() {
     let cluster = TestPostgres::throwaway_cluster().await;
@@ -245,16 +268,10 @@ async fn a_half_open_listener_is_found_by_the_liveness_check() {
         .unwrap();
     // The listener's server process stops answering but its TCP connection
     // stays up: only the liveness check can notice.
-    let stopped = std::process::Command::new("kill")
-        .args(["-STOP", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    let stopped = Stopped::stop(pid);
     // liveness_interval 0.5 s + liveness_timeout 2 s, plus slack.
     expect_resync(&mut rx, Duration::from_secs(8)).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-CONT", &pid.to_string()])
-        .status();
+    drop(stopped);
     let inv = Invalidation {
         origin: NodeId::random(),
         kind: InvalidationKind::All,
