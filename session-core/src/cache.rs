@@ -268,11 +268,11 @@ mod tests {
     use chrono::Utc;
     use std::collections::BTreeMap;
 
-    fn entry(user: Uuid, group: Option<Uuid>, version: i64) -> Entry {
+    fn entry_with(id: Uuid, user: Uuid, group: Option<Uuid>, version: i64) -> Entry {
         let now = Utc::now();
         Arc::new(SessionData::from_record(
             SessionRecord {
-                id: Uuid::new_v4(),
+                id,
                 user_id: user,
                 group_id: group,
                 secret_hash: SecretHash([0; 32]),
@@ -284,8 +284,12 @@ mod tests {
                 include_inactivity: true,
                 attributes: BTreeMap::new(),
             },
-            now,
+            now.timestamp_micros(),
         ))
+    }
+
+    fn entry(user: Uuid, group: Option<Uuid>, version: i64) -> Entry {
+        entry_with(Uuid::new_v4(), user, group, version)
     }
 
     #[test]
@@ -314,25 +318,12 @@ mod tests {
         let cache = SessionCache::new(10);
         let e2 = entry(Uuid::new_v4(), None, 2);
         cache.insert(e2.clone());
-        let mut stale = SessionData::from_record(
-            SessionRecord {
-                id: e2.id,
-                user_id: e2.user_id,
-                group_id: None,
-                secret_hash: e2.secret_hash,
-                created_at: e2.created_at,
-                last_accessed: e2.last_accessed,
-                expires_at: e2.expires_at,
-                updated_at: e2.updated_at,
-                version: 1,
-                include_inactivity: true,
-                attributes: BTreeMap::new(),
-            },
-            Utc::now(),
-        );
-        stale.version = 1;
-        cache.insert(Arc::new(stale));
+        cache.insert(entry_with(e2.id, e2.user_id, None, 1));
         assert_eq!(cache.get(&e2.id).map(|e| e.version), Some(2));
+        // The same version does replace (a refetch resets the cache age).
+        let again = entry_with(e2.id, e2.user_id, None, 2);
+        cache.insert(again.clone());
+        assert!(cache.get(&e2.id).is_some_and(|e| Arc::ptr_eq(&e, &again)));
     }
 
     #[test]

@@ -13,6 +13,23 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// The current time, truncated to microseconds.
     fn now(&self) -> DateTime<Utc>;
+
+    /// The current time in microseconds since the Unix epoch: the same
+    /// instant as [`now`](Clock::now), cheaper to compare (the read path
+    /// uses it).
+    fn now_micros(&self) -> i64 {
+        self.now().timestamp_micros()
+    }
+}
+
+/// Converts microseconds since the epoch to a time (saturating at the
+/// representable range).
+pub fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(if us < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
 }
 
 /// Truncates a time to whole microseconds.
@@ -27,6 +44,24 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         truncate_micros(Utc::now())
+    }
+
+    /// On Linux this reads `CLOCK_REALTIME_COARSE` (no syscall, a few ns):
+    /// it may lag [`now`](Clock::now) by up to one kernel tick (1–4 ms),
+    /// which is far below any session or cache duration it is compared with.
+    #[cfg(target_os = "linux")]
+    #[allow(clippy::useless_conversion)] // tv_nsec is not i64 on every Linux target
+    fn now_micros(&self) -> i64 {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        t.tv_sec.saturating_mul(1_000_000) + i64::from(t.tv_nsec / 1_000)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn now_micros(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+        }
     }
 }
 
@@ -76,9 +111,17 @@ impl Default for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_micros(self.micros.load(Ordering::SeqCst))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        from_micros(self.micros.load(Ordering::SeqCst))
     }
+
+    fn now_micros(&self) -> i64 {
+        self.micros.load(Ordering::SeqCst)
+    }
+}
+
+/// A std duration in whole microseconds, saturating.
+pub(crate) fn micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Converts a std duration to a chrono delta, saturating.

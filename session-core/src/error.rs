@@ -41,6 +41,16 @@ pub enum Error {
         /// The configured limit in bytes.
         limit: usize,
     },
+    /// An attribute key is empty, longer than
+    /// [`MAX_ATTRIBUTE_KEY_LEN`](crate::MAX_ATTRIBUTE_KEY_LEN) bytes, or
+    /// contains a NUL character; nothing was written.
+    #[error("invalid attribute key {key:?}: {reason}")]
+    InvalidAttributeKey {
+        /// The rejected key (truncated to 64 characters).
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// The user already has the maximum number of sessions and the policy is
     /// [`MaxSessionsPolicy::Reject`](crate::MaxSessionsPolicy::Reject).
     #[error("user already has the maximum of {limit} sessions")]

@@ -79,6 +79,7 @@ pub use session::Session;
 pub use stats::Stats;
 pub use store::SessionStore;
 pub use token::{SECRET_LEN, SecretHash, SessionToken, TOKEN_STRING_LEN};
+pub use write::MAX_ATTRIBUTE_KEY_LEN;
 
 // -- locks & signer re-exports --
 pub use lock::{DistributedLock, LockConfig, LockGuard, MAX_RESOURCE_LEN};

@@ -47,6 +47,10 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     /// Minimum movement of a session's access time before a read records it.
     pub(crate) touch_threshold_micros: i64,
+    /// `config.inactivity_duration` in microseconds.
+    pub(crate) inactivity_us: i64,
+    /// `config.max_session_lifetime_in_cache` in microseconds (0: unlimited).
+    pub(crate) max_cache_age_us: i64,
     shut_down: AtomicBool,
     /// False once invalidations can no longer arrive: reads bypass the cache.
     cache_enabled: AtomicBool,
@@ -94,7 +98,9 @@ impl SessionManager {
             (config.last_access_update_interval / 16).max(Duration::from_millis(1));
         let inner = Arc::new(Inner {
             cache: SessionCache::new(config.cache_size),
-            touch_threshold_micros: i64::try_from(touch_threshold.as_micros()).unwrap_or(i64::MAX),
+            touch_threshold_micros: crate::clock::micros(touch_threshold),
+            inactivity_us: crate::clock::micros(config.inactivity_duration),
+            max_cache_age_us: crate::clock::micros(config.max_session_lifetime_in_cache),
             config,
             backend,
             clock,

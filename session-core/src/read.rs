@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use chrono::{DateTime, Utc};
-
-use crate::clock::delta;
+use crate::clock::from_micros;
 use crate::error::{Error, Result};
 use crate::manager::{Inner, SessionManager};
 use crate::options::GetOptions;
@@ -31,54 +29,53 @@ impl SessionManager {
     pub async fn get_session(&self, token: &SessionToken, opts: GetOptions) -> Result<Session> {
         let inner = &self.inner;
         inner.check_open()?;
-        let now = inner.clock.now();
+        let now_us = inner.clock.now_micros();
         if !opts.force_refresh
             && inner.cache_enabled()
             && let Some(entry) = inner.cache.get(&token.id())
-            && inner.usable_from_cache(&entry, &opts, now)
+            && inner.usable_from_cache(&entry, &opts, now_us)
         {
-            if !token.verify(&entry.secret_hash) {
+            if !entry.token_matches(token) {
                 return Err(Error::NotFound);
             }
-            if entry.expires_at <= now {
+            if entry.expires_us <= now_us {
                 inner.cache.invalidate(&entry.id);
                 return Err(Error::NotFound);
             }
-            if !inner.looks_inactive(&entry, now) {
+            if !inner.looks_inactive(&entry, now_us) {
                 inner.counters.hit();
                 if !opts.skip_last_access_update {
-                    inner.record_access(&entry, now);
+                    inner.record_access(&entry, now_us);
                 }
-                return Ok(Session::new(entry, true, now));
+                return Ok(Session::new(entry, true, now_us));
             }
             // Looks inactive here: another node may have seen it since, so
             // ask the store before declaring it dead.
         }
-        inner.load(token, &opts, now).await
+        inner.load(token, &opts, now_us).await
     }
 }
 
 impl Inner {
-    fn usable_from_cache(&self, e: &SessionData, opts: &GetOptions, now: DateTime<Utc>) -> bool {
+    fn usable_from_cache(&self, e: &SessionData, opts: &GetOptions, now_us: i64) -> bool {
         if opts.min_version.is_some_and(|v| e.version < v) {
             return false;
         }
-        let max_age = self.config.max_session_lifetime_in_cache;
-        max_age.is_zero() || now - e.cached_at <= delta(max_age)
+        self.max_cache_age_us == 0 || now_us.saturating_sub(e.cached_us) <= self.max_cache_age_us
     }
 
-    pub(crate) fn looks_inactive(&self, e: &SessionData, now: DateTime<Utc>) -> bool {
-        e.include_inactivity && e.last_seen() + delta(self.config.inactivity_duration) <= now
+    pub(crate) fn looks_inactive(&self, e: &SessionData, now_us: i64) -> bool {
+        e.include_inactivity && e.last_seen_us().saturating_add(self.inactivity_us) <= now_us
     }
 
     /// Records an access unless the session's known access time is recent
     /// enough already (keeps the hit path read-mostly).
     #[inline]
-    pub(crate) fn record_access(&self, e: &SessionData, now: DateTime<Utc>) {
-        let now_us = now.timestamp_micros();
-        if now_us - e.last_seen.load(Ordering::Relaxed) >= self.touch_threshold_micros {
+    pub(crate) fn record_access(&self, e: &SessionData, now_us: i64) {
+        if now_us.saturating_sub(e.last_seen.load(Ordering::Relaxed)) >= self.touch_threshold_micros
+        {
             e.last_seen.fetch_max(now_us, Ordering::Relaxed);
-            self.pending.record(e.id, now);
+            self.pending.record(e.id, from_micros(now_us));
         }
     }
 
@@ -87,9 +84,9 @@ impl Inner {
     pub(crate) fn snapshot(
         &self,
         rec: crate::record::SessionRecord,
-        now: DateTime<Utc>,
+        now_us: i64,
     ) -> Arc<SessionData> {
-        let data = SessionData::from_record(rec, now);
+        let data = SessionData::from_record(rec, now_us);
         if let Some(t) = self.pending.get(&data.id) {
             data.last_seen
                 .fetch_max(t.timestamp_micros(), Ordering::Relaxed);
@@ -97,12 +94,7 @@ impl Inner {
         Arc::new(data)
     }
 
-    async fn load(
-        &self,
-        token: &SessionToken,
-        opts: &GetOptions,
-        now: DateTime<Utc>,
-    ) -> Result<Session> {
+    async fn load(&self, token: &SessionToken, opts: &GetOptions, now_us: i64) -> Result<Session> {
         Counters::add(&self.counters.misses, 1);
         let id = token.id();
         let epoch = self.cache.epoch(&id);
@@ -110,14 +102,14 @@ impl Inner {
         let rec = self
             .backend
             .store
-            .load(id, now)
+            .load(id, from_micros(now_us))
             .await?
             .ok_or(Error::NotFound)?;
-        if !token.verify(&rec.secret_hash) {
+        let data = self.snapshot(rec, now_us);
+        if !data.token_matches(token) {
             return Err(Error::NotFound);
         }
-        let data = self.snapshot(rec, now);
-        if data.expires_at <= now || self.looks_inactive(&data, now) {
+        if data.expires_us <= now_us || self.looks_inactive(&data, now_us) {
             self.cache.invalidate(&id);
             return Err(Error::NotFound);
         }
@@ -125,8 +117,8 @@ impl Inner {
             self.cache.insert_if_unchanged(data.clone(), epoch);
         }
         if !opts.skip_last_access_update {
-            self.record_access(&data, now);
+            self.record_access(&data, now_us);
         }
-        Ok(Session::new(data, false, now))
+        Ok(Session::new(data, false, now_us))
     }
 }

@@ -11,13 +11,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::clock::from_micros;
 use crate::error::{Error, Result};
 use crate::record::{AttributeChange, AttributeRecord, SessionRecord};
-use crate::token::{SecretHash, SessionToken};
+use crate::token::{SECRET_LEN, SecretHash, SessionToken};
 
 /// One attribute in a snapshot, with the value decoded by the first typed read.
 pub(crate) struct Attr {
     pub(crate) rec: AttributeRecord,
+    /// `rec.expires_at` in microseconds, for cheap liveness checks.
+    expires_us: Option<i64>,
     /// The first type asked for is retained here; other types decode each time.
     decoded: OnceLock<Box<dyn Any + Send + Sync>>,
 }
@@ -25,9 +28,15 @@ pub(crate) struct Attr {
 impl Attr {
     fn new(rec: AttributeRecord) -> Self {
         Attr {
+            expires_us: rec.expires_at.map(|e| e.timestamp_micros()),
             rec,
             decoded: OnceLock::new(),
         }
+    }
+
+    /// Live at `now_us` (no expiry, or expiry after it).
+    pub(crate) fn is_live(&self, now_us: i64) -> bool {
+        self.expires_us.is_none_or(|e| e > now_us)
     }
 }
 
@@ -39,29 +48,34 @@ pub(crate) struct SessionData {
     pub(crate) group_id: Option<Uuid>,
     pub(crate) secret_hash: SecretHash,
     pub(crate) created_at: DateTime<Utc>,
-    pub(crate) last_accessed: DateTime<Utc>,
-    pub(crate) expires_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
+    /// Times the read path compares, in microseconds since the epoch.
+    pub(crate) last_accessed_us: i64,
+    pub(crate) expires_us: i64,
     pub(crate) version: i64,
     pub(crate) include_inactivity: bool,
     pub(crate) attributes: BTreeMap<String, Attr>,
-    /// When this snapshot entered the cache (engine clock).
-    pub(crate) cached_at: DateTime<Utc>,
+    /// When this snapshot entered the cache (engine clock), in microseconds.
+    pub(crate) cached_us: i64,
     /// Latest access this node recorded, in microseconds since the epoch.
     pub(crate) last_seen: AtomicI64,
+    /// The secret that matched `secret_hash` on this node, once one did: later
+    /// reads compare it in constant time instead of hashing again. Memory
+    /// only; never stored or sent.
+    verified_secret: OnceLock<[u8; SECRET_LEN]>,
 }
 
 impl SessionData {
-    pub(crate) fn from_record(rec: SessionRecord, cached_at: DateTime<Utc>) -> Self {
+    pub(crate) fn from_record(rec: SessionRecord, cached_us: i64) -> Self {
         SessionData {
             id: rec.id,
             user_id: rec.user_id,
             group_id: rec.group_id,
             secret_hash: rec.secret_hash,
             created_at: rec.created_at,
-            last_accessed: rec.last_accessed,
-            expires_at: rec.expires_at,
             updated_at: rec.updated_at,
+            last_accessed_us: rec.last_accessed.timestamp_micros(),
+            expires_us: rec.expires_at.timestamp_micros(),
             version: rec.version,
             include_inactivity: rec.include_inactivity,
             attributes: rec
@@ -69,16 +83,36 @@ impl SessionData {
                 .into_iter()
                 .map(|(k, v)| (k, Attr::new(v)))
                 .collect(),
-            cached_at,
+            cached_us,
             last_seen: AtomicI64::new(rec.last_accessed.timestamp_micros()),
+            verified_secret: OnceLock::new(),
         }
     }
 
-    /// The latest access known to this node: stored or recorded locally.
-    pub(crate) fn last_seen(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_micros(self.last_seen.load(Ordering::Relaxed))
-            .unwrap_or(self.last_accessed)
-            .max(self.last_accessed)
+    /// The latest access known to this node (stored or recorded locally), in microseconds.
+    pub(crate) fn last_seen_us(&self) -> i64 {
+        self.last_seen
+            .load(Ordering::Relaxed)
+            .max(self.last_accessed_us)
+    }
+
+    /// True if `token` carries this session's secret. The first match on this
+    /// snapshot hashes (SHA-256, constant-time compare); later ones compare
+    /// the remembered secret in constant time.
+    pub(crate) fn token_matches(&self, token: &SessionToken) -> bool {
+        if token.id() != self.id {
+            return false;
+        }
+        match self.verified_secret.get() {
+            Some(known) => crate::token::ct_eq_32(known, token.secret()),
+            None => {
+                let ok = token.verify(&self.secret_hash);
+                if ok {
+                    let _ = self.verified_secret.set(*token.secret());
+                }
+                ok
+            }
+        }
     }
 }
 
@@ -108,7 +142,8 @@ pub struct Session {
     pub(crate) group_change: Option<Option<Uuid>>,
     pub(crate) from_cache: bool,
     pub(crate) invalidated: bool,
-    pub(crate) read_at: DateTime<Utc>,
+    /// When this handle was read, in microseconds (attribute expiry is judged at it).
+    pub(crate) read_at_us: i64,
     pub(crate) token: Option<SessionToken>,
 }
 
@@ -125,14 +160,14 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(data: Arc<SessionData>, from_cache: bool, read_at: DateTime<Utc>) -> Self {
+    pub(crate) fn new(data: Arc<SessionData>, from_cache: bool, read_at_us: i64) -> Self {
         Session {
             data,
             changes: BTreeMap::new(),
             group_change: None,
             from_cache,
             invalidated: false,
-            read_at,
+            read_at_us,
             token: None,
         }
     }
@@ -155,11 +190,11 @@ impl Session {
     }
     /// The latest access this node knows of (stored, or recorded here and not yet flushed).
     pub fn last_accessed(&self) -> DateTime<Utc> {
-        self.data.last_seen()
+        from_micros(self.data.last_seen_us())
     }
     /// Absolute expiry.
     pub fn expires_at(&self) -> DateTime<Utc> {
-        self.data.expires_at
+        from_micros(self.data.expires_us)
     }
     /// Time of the last update.
     pub fn updated_at(&self) -> DateTime<Utc> {
@@ -199,7 +234,7 @@ impl Session {
         self.data
             .attributes
             .get(key)
-            .filter(|a| a.rec.is_live(self.read_at))
+            .filter(|a| a.is_live(self.read_at_us))
     }
 
     /// Keys of the live attributes, including pending changes.
@@ -208,7 +243,7 @@ impl Session {
             .data
             .attributes
             .iter()
-            .filter(|(k, a)| a.rec.is_live(self.read_at) && !self.changes.contains_key(*k))
+            .filter(|(k, a)| a.is_live(self.read_at_us) && !self.changes.contains_key(*k))
             .map(|(k, _)| k.clone())
             .collect();
         for (k, p) in &self.changes {
@@ -331,7 +366,7 @@ impl Session {
         let mut attributes: BTreeMap<String, AttributeRecord> = d
             .attributes
             .iter()
-            .filter(|(_, a)| a.rec.is_live(outcome.updated_at))
+            .filter(|(_, a)| a.is_live(outcome.updated_at.timestamp_micros()))
             .map(|(k, a)| (k.clone(), a.rec.clone()))
             .collect();
         for (key, p) in &self.changes {
@@ -363,8 +398,8 @@ impl Session {
             group_id: self.group_id(),
             secret_hash: d.secret_hash,
             created_at: d.created_at,
-            last_accessed: d.last_seen(),
-            expires_at: expires_at.unwrap_or(d.expires_at),
+            last_accessed: from_micros(d.last_seen_us()),
+            expires_at: expires_at.unwrap_or_else(|| from_micros(d.expires_us)),
             updated_at: outcome.updated_at,
             version: outcome.version,
             include_inactivity: include_inactivity.unwrap_or(d.include_inactivity),

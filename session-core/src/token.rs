@@ -6,7 +6,6 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -24,8 +23,23 @@ pub struct SecretHash(pub [u8; 32]);
 impl SecretHash {
     /// Compares in constant time.
     pub fn ct_eq(&self, other: &SecretHash) -> bool {
-        self.0.ct_eq(&other.0).into()
+        ct_eq_32(&self.0, &other.0)
     }
+}
+
+/// Constant-time equality of two 32-byte values: the XOR of all words is
+/// accumulated without branching on the data, and only the final result is
+/// inspected (behind an optimisation barrier).
+pub(crate) fn ct_eq_32(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let mut wx = [0u8; 8];
+        let mut wy = [0u8; 8];
+        wx.copy_from_slice(x);
+        wy.copy_from_slice(y);
+        diff |= u64::from_ne_bytes(wx) ^ u64::from_ne_bytes(wy);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 impl fmt::Debug for SecretHash {
@@ -59,6 +73,11 @@ impl SessionToken {
     /// The public session id (safe to log).
     pub fn id(&self) -> Uuid {
         self.id
+    }
+
+    /// The raw secret (crate-internal: compared in constant time, never stored).
+    pub(crate) fn secret(&self) -> &[u8; SECRET_LEN] {
+        &self.secret
     }
 
     /// SHA-256 of the secret, as stored.
@@ -136,6 +155,19 @@ mod tests {
         assert!(t.verify(&t.secret_hash()));
         let other = SessionToken::generate(t.id()).unwrap();
         assert!(!other.verify(&t.secret_hash()));
+    }
+
+    #[test]
+    fn constant_time_compare_finds_every_differing_byte() {
+        let a = [7u8; 32];
+        assert!(ct_eq_32(&a, &a));
+        for i in 0..32 {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!ct_eq_32(&a, &b), "byte {i} bit {bit}");
+            }
+        }
     }
 
     #[test]

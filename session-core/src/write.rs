@@ -38,7 +38,7 @@ impl SessionManager {
                 key: key.to_string(),
                 source,
             })?;
-            self.check_size(key, &value)?;
+            check_attribute(key, &value, inner.config.max_attribute_length)?;
             attrs.insert(
                 key.to_string(),
                 AttributeRecord {
@@ -74,25 +74,13 @@ impl SessionManager {
             inner.cache.invalidate(id);
         }
         // Cached only after the store committed it.
-        let data = inner.snapshot(rec, now);
+        let data = inner.snapshot(rec, now.timestamp_micros());
         if inner.cache_enabled() {
             inner.cache.insert(data.clone());
         }
-        let mut session = Session::new(data, false, now);
+        let mut session = Session::new(data, false, now.timestamp_micros());
         session.token = Some(token);
         Ok(session)
-    }
-
-    fn check_size(&self, key: &str, json: &str) -> Result<()> {
-        let limit = self.inner.config.max_attribute_length;
-        if json.len() > limit {
-            return Err(Error::AttributeTooLarge {
-                key: key.to_string(),
-                size: json.len(),
-                limit,
-            });
-        }
-        Ok(())
     }
 
     /// Writes the changes recorded in `session` (attributes, group) and the
@@ -115,9 +103,11 @@ impl SessionManager {
             return Err(Error::InvalidatedSession);
         }
         for (key, p) in &session.changes {
-            if let Pending::Set { value, .. } = p {
-                self.check_size(key, value)?;
-            }
+            let value = match p {
+                Pending::Set { value, .. } => value.as_str(),
+                Pending::Remove => "",
+            };
+            check_attribute(key, value, inner.config.max_attribute_length)?;
         }
         let now = inner.clock.now();
         let notify = opts.notify && inner.config.notify_on_updates;
@@ -154,7 +144,7 @@ impl SessionManager {
             }
         };
         let rec = session.committed_record(&outcome, opts.expires_at, opts.include_inactivity);
-        let data = inner.snapshot(rec, now);
+        let data = inner.snapshot(rec, now.timestamp_micros());
         if outcome.version == session.version() + 1 && inner.cache_enabled() {
             // Nobody wrote between our read and our write: the merged
             // snapshot is exactly what the store holds.
@@ -164,7 +154,7 @@ impl SessionManager {
             // merge may miss their changes, so do not cache it.
             inner.cache.invalidate(&session.id());
         }
-        Ok(Session::new(data, false, now))
+        Ok(Session::new(data, false, now.timestamp_micros()))
     }
 
     /// Reads the session, applies `f` to it and writes it with
@@ -229,13 +219,13 @@ impl SessionManager {
         clean.group_change = None;
         let mut rec = clean.committed_record(&outcome, None, None);
         rec.secret_hash = token.secret_hash();
-        let data = inner.snapshot(rec, now);
+        let data = inner.snapshot(rec, now.timestamp_micros());
         if outcome.version == session.version() + 1 && inner.cache_enabled() {
             inner.cache.insert(data.clone());
         } else {
             inner.cache.invalidate(&session.id());
         }
-        let mut s = Session::new(data, false, now);
+        let mut s = Session::new(data, false, now.timestamp_micros());
         s.token = Some(token);
         Ok(s)
     }
@@ -295,6 +285,7 @@ impl SessionManager {
     ) -> Result<u64> {
         let inner = &self.inner;
         inner.check_open()?;
+        check_attribute(key, "", usize::MAX)?;
         let now = inner.clock.now();
         let n = inner
             .backend
@@ -347,6 +338,36 @@ impl SessionManager {
         let now = inner.clock.now();
         inner.backend.store.list_user_sessions(user_id, now).await
     }
+}
+
+/// Longest attribute key accepted, in bytes.
+pub const MAX_ATTRIBUTE_KEY_LEN: usize = 255;
+
+/// Checks a key and the JSON encoding of its value against the limits.
+fn check_attribute(key: &str, json: &str, limit: usize) -> Result<()> {
+    let bad_key = |reason| {
+        Err(Error::InvalidAttributeKey {
+            key: key.chars().take(64).collect(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return bad_key("keys must not be empty");
+    }
+    if key.len() > MAX_ATTRIBUTE_KEY_LEN {
+        return bad_key("keys must be at most 255 bytes");
+    }
+    if key.contains('\0') {
+        return bad_key("keys must not contain NUL");
+    }
+    if json.len() > limit {
+        return Err(Error::AttributeTooLarge {
+            key: key.to_string(),
+            size: json.len(),
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// Randomised exponential back-off: up to 2^attempt ms, capped at 64 ms.

@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
             versions::last_writer_wins_without_checks,
             versions::update_with_8_tasks_on_2_nodes_counts_exactly_800,
             versions::oversized_attribute_rejected_with_nothing_written,
+            versions::invalid_attribute_keys_rejected_with_nothing_written,
             deletes::delete_one_seen_on_every_node,
             deletes::delete_all_user_sessions_1000_seen_on_every_node,
             deletes::delete_all_sessions_1000_seen_on_every_node,

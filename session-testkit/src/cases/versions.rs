@@ -273,3 +273,46 @@ pub async fn oversized_attribute_rejected_with_nothing_written<B: TestBackend>()
         .unwrap();
     c.finish().await;
 }
+
+/// Empty, overlong and NUL-containing attribute keys are refused at create
+/// and update with a clear error, and nothing is written.
+pub async fn invalid_attribute_keys_rejected_with_nothing_written<B: TestBackend>() {
+    let c = Cluster::<B>::start(1, test_config()).await;
+    let user = Uuid::new_v4();
+    let long = "k".repeat(256);
+    for bad in ["", long.as_str(), "a\0b"] {
+        let r = c
+            .node(0)
+            .create_session(user, &[(bad, json!(1))], CreateOptions::default())
+            .await;
+        assert!(
+            matches!(r, Err(Error::InvalidAttributeKey { .. })),
+            "{bad:?}: {r:?}"
+        );
+    }
+    assert!(c.node(0).list_user_sessions(user).await.unwrap().is_empty());
+    let (_, t) = new_session(c.node(0), user).await;
+    for bad in ["", long.as_str(), "a\0b"] {
+        let mut s = get(c.node(0), &t).await.unwrap();
+        s.set("n", &5, None).unwrap();
+        s.set(bad, &1, None).unwrap();
+        assert!(matches!(
+            c.node(0).update_session(&s, UpdateOptions::default()).await,
+            Err(Error::InvalidAttributeKey { .. })
+        ));
+    }
+    let s = c.node(0).get_session(&t, fresh()).await.unwrap();
+    assert_eq!((s.version(), s.get::<i64>("n").unwrap()), (1, Some(0)));
+    // A 255-byte key is fine.
+    let mut s = s;
+    s.set(&"k".repeat(255), &1, None).unwrap();
+    assert_eq!(
+        c.node(0)
+            .update_session(&s, UpdateOptions::default())
+            .await
+            .unwrap()
+            .version(),
+        2
+    );
+    c.finish().await;
+}
