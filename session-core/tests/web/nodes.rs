@@ -53,3 +53,25 @@ async fn updates_alternating_between_nodes_never_lose_a_visit() {
     );
     web.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_from_both_nodes_lose_nothing() {
+    let web = std::sync::Arc::new(Web::start(2).await);
+    let (_, _, cookie) = web.logged_in(0).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (web, cookie) = (web.clone(), cookie.clone());
+        tasks.spawn(async move { web.post(i % 2, "/visit", Some(&cookie)).await.status });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    // Force a store read on node 1: other requests' cookies were never sent back.
+    web.cluster.node(1).clear_entire_cache().await.unwrap();
+    assert!(
+        web.get(1, "/me", Some(&cookie))
+            .await
+            .ok()
+            .contains("visits=20")
+    );
+}
