@@ -1,7 +1,7 @@
 //! This node's session cache: `quick_cache` keyed by session id, a
 //! user/group side index, and the epochs that close the load-vs-invalidation race.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -17,35 +17,41 @@ type Entry = Arc<SessionData>;
 /// sessions in its own stripe (or with broad ones).
 const STRIPES: usize = 64;
 
+/// (owner, session id) pairs, ordered, so one owner's sessions are a range.
+/// A B-tree of pairs costs a few dozen bytes per session, where a map of
+/// per-user sets would cost a table per user.
 #[derive(Default)]
 struct Index {
-    by_user: HashMap<Uuid, HashSet<Uuid>>,
-    by_group: HashMap<Uuid, HashSet<Uuid>>,
+    by_user: BTreeSet<(Uuid, Uuid)>,
+    by_group: BTreeSet<(Uuid, Uuid)>,
 }
 
 impl Index {
     fn add(&mut self, e: &SessionData) {
-        self.by_user.entry(e.user_id).or_default().insert(e.id);
+        self.by_user.insert((e.user_id, e.id));
         if let Some(g) = e.group_id {
-            self.by_group.entry(g).or_default().insert(e.id);
+            self.by_group.insert((g, e.id));
         }
     }
 
     fn remove(&mut self, e: &SessionData) {
-        remove_from(&mut self.by_user, e.user_id, e.id);
+        self.by_user.remove(&(e.user_id, e.id));
         if let Some(g) = e.group_id {
-            remove_from(&mut self.by_group, g, e.id);
+            self.by_group.remove(&(g, e.id));
         }
     }
 }
 
-fn remove_from(map: &mut HashMap<Uuid, HashSet<Uuid>>, key: Uuid, id: Uuid) {
-    if let Some(set) = map.get_mut(&key) {
-        set.remove(&id);
-        if set.is_empty() {
-            map.remove(&key);
-        }
+/// Removes and returns the ids filed under `owner`.
+fn take(set: &mut BTreeSet<(Uuid, Uuid)>, owner: Uuid) -> Vec<Uuid> {
+    let ids: Vec<Uuid> = set
+        .range((owner, Uuid::nil())..=(owner, Uuid::max()))
+        .map(|(_, id)| *id)
+        .collect();
+    for id in &ids {
+        set.remove(&(owner, *id));
     }
+    ids
 }
 
 type SharedIndex = Arc<Mutex<Index>>;
@@ -194,22 +200,14 @@ impl SessionCache {
     /// Drops every cached session of a user; returns how many.
     pub(crate) fn invalidate_user(&self, user_id: &Uuid) -> usize {
         self.global.fetch_add(1, Ordering::AcqRel);
-        let ids: Vec<Uuid> = lock(&self.index)
-            .by_user
-            .remove(user_id)
-            .map(|s| s.into_iter().collect())
-            .unwrap_or_default();
+        let ids = take(&mut lock(&self.index).by_user, *user_id);
         self.remove_where(&ids, |e| e.user_id == *user_id)
     }
 
     /// Drops every cached session of a group; returns how many.
     pub(crate) fn invalidate_group(&self, group_id: &Uuid) -> usize {
         self.global.fetch_add(1, Ordering::AcqRel);
-        let ids: Vec<Uuid> = lock(&self.index)
-            .by_group
-            .remove(group_id)
-            .map(|s| s.into_iter().collect())
-            .unwrap_or_default();
+        let ids = take(&mut lock(&self.index).by_group, *group_id);
         self.remove_where(&ids, |e| e.group_id == Some(*group_id))
     }
 
@@ -253,10 +251,7 @@ impl SessionCache {
     #[cfg(test)]
     pub(crate) fn index_sizes(&self) -> (usize, usize) {
         let i = lock(&self.index);
-        (
-            i.by_user.values().map(HashSet::len).sum(),
-            i.by_group.values().map(HashSet::len).sum(),
-        )
+        (i.by_user.len(), i.by_group.len())
     }
 }
 
@@ -270,22 +265,25 @@ mod tests {
 
     fn entry_with(id: Uuid, user: Uuid, group: Option<Uuid>, version: i64) -> Entry {
         let now = Utc::now();
-        Arc::new(SessionData::from_record(
-            SessionRecord {
-                id,
-                user_id: user,
-                group_id: group,
-                secret_hash: SecretHash([0; 32]),
-                created_at: now,
-                last_accessed: now,
-                expires_at: now,
-                updated_at: now,
-                version,
-                include_inactivity: true,
-                attributes: BTreeMap::new(),
-            },
-            now.timestamp_micros(),
-        ))
+        Arc::new(
+            SessionData::from_record(
+                SessionRecord {
+                    id,
+                    user_id: user,
+                    group_id: group,
+                    secret_hash: SecretHash([0; 32]),
+                    created_at: now,
+                    last_accessed: now,
+                    expires_at: now,
+                    updated_at: now,
+                    version,
+                    include_inactivity: true,
+                    attributes: BTreeMap::new(),
+                },
+                now.timestamp_micros(),
+            )
+            .unwrap(),
+        )
     }
 
     fn entry(user: Uuid, group: Option<Uuid>, version: i64) -> Entry {

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attributes;
 mod backend;
 mod cache;
 mod cleanup;

@@ -85,13 +85,13 @@ impl Inner {
         &self,
         rec: crate::record::SessionRecord,
         now_us: i64,
-    ) -> Arc<SessionData> {
-        let data = SessionData::from_record(rec, now_us);
+    ) -> Result<Arc<SessionData>> {
+        let data = SessionData::from_record(rec, now_us)?;
         if let Some(t) = self.pending.get(&data.id) {
             data.last_seen
                 .fetch_max(t.timestamp_micros(), Ordering::Relaxed);
         }
-        Arc::new(data)
+        Ok(Arc::new(data))
     }
 
     async fn load(&self, token: &SessionToken, opts: &GetOptions, now_us: i64) -> Result<Session> {
@@ -105,7 +105,7 @@ impl Inner {
             .load(id, from_micros(now_us))
             .await?
             .ok_or(Error::NotFound)?;
-        let data = self.snapshot(rec, now_us);
+        let data = self.snapshot(rec, now_us)?;
         if !data.token_matches(token) {
             return Err(Error::NotFound);
         }

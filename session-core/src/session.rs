@@ -1,7 +1,6 @@
 //! [`Session`]: a cheap handle over a shared, immutable snapshot, plus a
 //! copy-on-write change set.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -11,34 +10,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::attributes::{AttrRef, Attributes};
 use crate::clock::from_micros;
 use crate::error::{Error, Result};
 use crate::record::{AttributeChange, AttributeRecord, SessionRecord};
 use crate::token::{SECRET_LEN, SecretHash, SessionToken};
-
-/// One attribute in a snapshot, with the value decoded by the first typed read.
-pub(crate) struct Attr {
-    pub(crate) rec: AttributeRecord,
-    /// `rec.expires_at` in microseconds, for cheap liveness checks.
-    expires_us: Option<i64>,
-    /// The first type asked for is retained here; other types decode each time.
-    decoded: OnceLock<Box<dyn Any + Send + Sync>>,
-}
-
-impl Attr {
-    fn new(rec: AttributeRecord) -> Self {
-        Attr {
-            expires_us: rec.expires_at.map(|e| e.timestamp_micros()),
-            rec,
-            decoded: OnceLock::new(),
-        }
-    }
-
-    /// Live at `now_us` (no expiry, or expiry after it).
-    pub(crate) fn is_live(&self, now_us: i64) -> bool {
-        self.expires_us.is_none_or(|e| e > now_us)
-    }
-}
 
 /// An immutable snapshot of a stored session, shared by the cache and every
 /// handle read from it. Only `last_seen` changes (atomically).
@@ -54,7 +30,7 @@ pub(crate) struct SessionData {
     pub(crate) expires_us: i64,
     pub(crate) version: i64,
     pub(crate) include_inactivity: bool,
-    pub(crate) attributes: BTreeMap<String, Attr>,
+    pub(crate) attributes: Attributes,
     /// When this snapshot entered the cache (engine clock), in microseconds.
     pub(crate) cached_us: i64,
     /// Latest access this node recorded, in microseconds since the epoch.
@@ -66,8 +42,11 @@ pub(crate) struct SessionData {
 }
 
 impl SessionData {
-    pub(crate) fn from_record(rec: SessionRecord, cached_us: i64) -> Self {
-        SessionData {
+    pub(crate) fn from_record(rec: SessionRecord, cached_us: i64) -> Result<Self> {
+        let attributes = Attributes::pack(rec.attributes).map_err(|_| {
+            Error::store_msg(format!("session {} has over 4 GiB of attributes", rec.id))
+        })?;
+        Ok(SessionData {
             id: rec.id,
             user_id: rec.user_id,
             group_id: rec.group_id,
@@ -78,15 +57,11 @@ impl SessionData {
             expires_us: rec.expires_at.timestamp_micros(),
             version: rec.version,
             include_inactivity: rec.include_inactivity,
-            attributes: rec
-                .attributes
-                .into_iter()
-                .map(|(k, v)| (k, Attr::new(v)))
-                .collect(),
+            attributes,
             cached_us,
             last_seen: AtomicI64::new(rec.last_accessed.timestamp_micros()),
             verified_secret: OnceLock::new(),
-        }
+        })
     }
 
     /// The latest access known to this node (stored or recorded locally), in microseconds.
@@ -230,7 +205,7 @@ impl Session {
         self.invalidated
     }
 
-    fn live_attr(&self, key: &str) -> Option<&Attr> {
+    fn live_attr(&self, key: &str) -> Option<AttrRef<'_>> {
         self.data
             .attributes
             .get(key)
@@ -244,7 +219,7 @@ impl Session {
             .attributes
             .iter()
             .filter(|(k, a)| a.is_live(self.read_at_us) && !self.changes.contains_key(*k))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_string())
             .collect();
         for (k, p) in &self.changes {
             if matches!(p, Pending::Set { .. }) {
@@ -260,14 +235,14 @@ impl Session {
         match self.changes.get(key) {
             Some(Pending::Set { value, .. }) => Some(value),
             Some(Pending::Remove) => None,
-            None => self.live_attr(key).map(|a| a.rec.value.as_str()),
+            None => self.live_attr(key).map(|a| a.value),
         }
     }
 
     /// The stored version of a live attribute (`None` if absent). Pending
     /// changes do not change it.
     pub fn attribute_version(&self, key: &str) -> Option<i64> {
-        self.live_attr(key).map(|a| a.rec.version)
+        self.live_attr(key).map(|a| a.version)
     }
 
     /// The expiry of a live attribute (pending changes included).
@@ -275,7 +250,7 @@ impl Session {
         match self.changes.get(key) {
             Some(Pending::Set { expires_at, .. }) => *expires_at,
             Some(Pending::Remove) => None,
-            None => self.live_attr(key).and_then(|a| a.rec.expires_at),
+            None => self.live_attr(key).and_then(|a| a.expires_at()),
         }
     }
 
@@ -296,12 +271,13 @@ impl Session {
         let Some(attr) = self.live_attr(key) else {
             return Ok(None);
         };
-        if let Some(v) = attr.decoded.get().and_then(|b| b.downcast_ref::<T>()) {
+        let slot = attr.decoded();
+        if let Some(v) = slot.get().and_then(|b| b.downcast_ref::<T>()) {
             return Ok(Some(v.clone()));
         }
-        let v: T = decode(key, &attr.rec.value)?;
+        let v: T = decode(key, attr.value)?;
         // Only the first type is retained; a lost race just decodes twice.
-        let _ = attr.decoded.set(Box::new(v.clone()));
+        let _ = slot.set(Box::new(v.clone()));
         Ok(Some(v))
     }
 
@@ -367,7 +343,7 @@ impl Session {
             .attributes
             .iter()
             .filter(|(_, a)| a.is_live(outcome.updated_at.timestamp_micros()))
-            .map(|(k, a)| (k.clone(), a.rec.clone()))
+            .map(|(k, a)| (k.to_string(), a.to_record()))
             .collect();
         for (key, p) in &self.changes {
             match p {

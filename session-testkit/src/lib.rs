@@ -19,6 +19,8 @@ mod cluster;
 mod counting;
 pub mod locks;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use backend::TestBackend;
 pub use cluster::{Cluster, PATIENCE, eventually, test_config};

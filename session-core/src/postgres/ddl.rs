@@ -1,0 +1,371 @@
+//! The schema: tables, indexes and the plpgsql functions behind the
+//! one-round-trip writes, plus the query that checks it is installed.
+//!
+//! # Why functions
+//!
+//! A create and an update must each be one round trip and check versions
+//! against fresh data. A single SQL statement cannot do that under READ
+//! COMMITTED: a `SELECT ... FOR UPDATE` in one CTE waits for a concurrent
+//! writer and re-reads *that* row, but the other CTEs (the attribute rows)
+//! still read the statement's older snapshot. Inside a volatile plpgsql
+//! function every statement takes a fresh snapshot, so the function locks the
+//! session row first and then checks and writes attributes against data that
+//! includes every writer that committed before it got the lock.
+//!
+//! # Layout
+//!
+//! | object | what |
+//! | --- | --- |
+//! | `<prefix>sessions` | one row per session; `secret_hash` is SHA-256 of the token secret |
+//! | `<prefix>session_attributes` | one row per attribute with its own `version` and `expires_at`; cascades on session delete |
+//! | `<prefix>session_locks` | one row per lock resource; `token` is the fencing counter, kept after release |
+//! | `<prefix>session_create(..)` | create with the per-user limit (advisory lock, count, evict or refuse, insert) |
+//! | `<prefix>session_update(..)` | lock row, check versions, apply attribute deltas, bump, notify |
+//! | `<prefix>session_del_attr(..)` | remove one key from all of a user's sessions, bump and notify those |
+//! | `<prefix>session_notify(..)` | publish `s` invalidations of an id array, [`MAX_IDS_PER_PAYLOAD`] ids per payload |
+//!
+//! The sessions table carries a comment naming the [`SCHEMA_VERSION`]; a
+//! schema with another comment counts as missing (and is upgraded in place by
+//! [`Schema::script`] when creation is enabled).
+
+use crate::invalidation::MAX_IDS_PER_PAYLOAD;
+
+use super::names::{Names, quote_literal};
+
+/// The version of the schema this code expects, stored as the comment of the
+/// sessions table.
+pub const SCHEMA_VERSION: &str = "session-core schema v1";
+
+/// Signature (argument types) of the create function, as in `CREATE FUNCTION`.
+const CREATE_ARGS: &str = "uuid, uuid, uuid, bytea, timestamptz, timestamptz, timestamptz, \
+     timestamptz, boolean, text[], text[], timestamptz[], bigint, boolean, uuid";
+/// Signature of the update function.
+const UPDATE_ARGS: &str = "uuid, bigint, boolean, boolean, text[], boolean[], text[], \
+     timestamptz[], bigint[], boolean, uuid, timestamptz, boolean, timestamptz, boolean, uuid";
+/// Signature of the delete-attribute function.
+const DEL_ATTR_ARGS: &str = "uuid, text, timestamptz, uuid";
+/// Signature of the notify helper.
+const NOTIFY_ARGS: &str = "uuid, uuid[]";
+
+/// The DDL of one deployment and the query that checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    /// Every statement, in order, each idempotent (`IF NOT EXISTS`,
+    /// `CREATE OR REPLACE`). The first takes a transaction-scoped advisory
+    /// lock so that nodes starting together run them one at a time; run them
+    /// all in ONE transaction.
+    pub statements: Vec<String>,
+    /// A query without binds returning one `text` column: one row per missing
+    /// or outdated object (a human-readable name). No rows means the schema is
+    /// complete.
+    pub check: String,
+}
+
+impl Schema {
+    /// The DDL and check for `names`.
+    pub fn new(names: &Names) -> Self {
+        Schema {
+            statements: statements(names),
+            check: check(names),
+        }
+    }
+
+    /// All statements joined into one script for the simple query protocol
+    /// (sqlx `raw_sql`, diesel `batch_execute`). Run it inside a transaction
+    /// (it contains no `BEGIN`/`COMMIT`, so a failure rolls back cleanly).
+    pub fn script(&self) -> String {
+        let mut s = String::new();
+        for stmt in &self.statements {
+            s.push_str(stmt);
+            s.push_str(";\n");
+        }
+        s
+    }
+}
+
+fn statements(n: &Names) -> Vec<String> {
+    let sessions = &n.sessions;
+    let attributes = &n.attributes;
+    let locks = &n.locks;
+    let channel = quote_literal(&n.channel);
+    let deploy = quote_literal(&n.deployment_key);
+    let notify_fn = &n.notify_ids_fn;
+    let mut v = vec![
+        // One DDL run at a time across the whole database: concurrent
+        // `CREATE ... IF NOT EXISTS` can still collide in the catalogs.
+        "SELECT pg_advisory_xact_lock(hashtextextended('session-core:ddl', 0))".to_string(),
+    ];
+    if let Some(schema) = &n.schema {
+        v.push(format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            super::names::quote_ident(schema)
+        ));
+    }
+    v.push(format!(
+        "CREATE TABLE IF NOT EXISTS {sessions} (
+    id uuid PRIMARY KEY,
+    user_id uuid NOT NULL,
+    group_id uuid,
+    secret_hash bytea NOT NULL,
+    created_at timestamptz NOT NULL,
+    last_accessed timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    version bigint NOT NULL DEFAULT 1,
+    include_inactivity boolean NOT NULL DEFAULT true
+)"
+    ));
+    v.push(format!(
+        "CREATE TABLE IF NOT EXISTS {attributes} (
+    session_id uuid NOT NULL REFERENCES {sessions} (id) ON DELETE CASCADE,
+    key text NOT NULL,
+    value text NOT NULL,
+    expires_at timestamptz,
+    version bigint NOT NULL DEFAULT 1,
+    PRIMARY KEY (session_id, key)
+)"
+    ));
+    v.push(format!(
+        "CREATE TABLE IF NOT EXISTS {locks} (
+    resource text PRIMARY KEY,
+    owner uuid,
+    expires_at timestamptz NOT NULL,
+    token bigint NOT NULL
+)"
+    ));
+    // Index names are short so `<prefix><name>` stays within 63 bytes.
+    for (name, table, def) in [
+        ("sess_user_idx", sessions, "(user_id)"),
+        (
+            "sess_group_idx",
+            sessions,
+            "(group_id) WHERE group_id IS NOT NULL",
+        ),
+        ("sess_expires_idx", sessions, "(expires_at)"),
+        (
+            "sess_access_idx",
+            sessions,
+            "(last_accessed) WHERE include_inactivity",
+        ),
+        (
+            "attr_expires_idx",
+            attributes,
+            "(expires_at) WHERE expires_at IS NOT NULL",
+        ),
+    ] {
+        v.push(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {table} {def}",
+            n.index(name)
+        ));
+    }
+
+    v.push(format!(
+        "CREATE OR REPLACE FUNCTION {notify_fn}(p_origin uuid, p_ids uuid[])
+RETURNS integer LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_chunk text;
+    v_sent integer := 0;
+BEGIN
+    FOR v_chunk IN
+        SELECT string_agg(t.id::text, ',' ORDER BY t.ord)
+        FROM unnest(p_ids) WITH ORDINALITY AS t(id, ord)
+        GROUP BY (t.ord - 1) / {MAX_IDS_PER_PAYLOAD}
+        ORDER BY (t.ord - 1) / {MAX_IDS_PER_PAYLOAD}
+    LOOP
+        PERFORM pg_notify({channel}, '1;' || p_origin::text || ';s;' || v_chunk);
+        v_sent := v_sent + 1;
+    END LOOP;
+    RETURN v_sent;
+END
+$fn$"
+    ));
+
+    v.push(format!(
+        "CREATE OR REPLACE FUNCTION {create_fn}(
+    p_id uuid, p_user_id uuid, p_group_id uuid, p_secret_hash bytea,
+    p_created_at timestamptz, p_last_accessed timestamptz, p_expires_at timestamptz,
+    p_updated_at timestamptz, p_include_inactivity boolean,
+    p_keys text[], p_values text[], p_attr_expires timestamptz[],
+    p_max_sessions bigint, p_reject boolean, p_origin uuid)
+RETURNS text LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_live bigint;
+    v_evicted uuid[] := '{{}}';
+BEGIN
+    IF p_max_sessions IS NOT NULL THEN
+        -- Creates for one user run one at a time; each later statement takes
+        -- a fresh snapshot, so the count includes every committed create.
+        PERFORM pg_advisory_xact_lock(hashtextextended({deploy} || p_user_id::text, 0));
+        SELECT count(*) INTO v_live FROM {sessions}
+        WHERE user_id = p_user_id AND expires_at > p_created_at;
+        IF v_live >= p_max_sessions THEN
+            IF p_reject THEN
+                RETURN '{{\"status\":\"too_many_sessions\"}}';
+            END IF;
+            WITH victims AS (
+                SELECT id FROM {sessions}
+                WHERE user_id = p_user_id AND expires_at > p_created_at
+                ORDER BY last_accessed, created_at, id
+                LIMIT v_live - p_max_sessions + 1
+                FOR UPDATE
+            ), gone AS (
+                DELETE FROM {sessions} s USING victims v WHERE s.id = v.id RETURNING s.id
+            )
+            SELECT coalesce(array_agg(id), '{{}}') INTO v_evicted FROM gone;
+            PERFORM {notify_fn}(p_origin, v_evicted);
+        END IF;
+    END IF;
+    INSERT INTO {sessions} (id, user_id, group_id, secret_hash, created_at, last_accessed,
+                            expires_at, updated_at, version, include_inactivity)
+    VALUES (p_id, p_user_id, p_group_id, p_secret_hash, p_created_at, p_last_accessed,
+            p_expires_at, p_updated_at, 1, p_include_inactivity);
+    INSERT INTO {attributes} (session_id, key, value, expires_at, version)
+    SELECT p_id, a.k, a.v, a.e, 1
+    FROM unnest(p_keys, p_values, p_attr_expires) AS a(k, v, e);
+    RETURN json_build_object('status', 'ok', 'evicted', v_evicted)::text;
+END
+$fn$",
+        create_fn = n.create_fn
+    ));
+
+    v.push(format!(
+        "CREATE OR REPLACE FUNCTION {update_fn}(
+    p_id uuid, p_base_version bigint, p_check_version boolean, p_check_attributes boolean,
+    p_keys text[], p_removes boolean[], p_values text[], p_attr_expires timestamptz[],
+    p_expected bigint[], p_set_group boolean, p_group_id uuid, p_expires_at timestamptz,
+    p_include_inactivity boolean, p_now timestamptz, p_notify boolean, p_origin uuid)
+RETURNS text LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_version bigint;
+    v_expires timestamptz;
+    v_conflict text;
+    v_attrs json;
+BEGIN
+    -- Lock first: every later statement sees all writers that committed
+    -- before we got the lock (fresh snapshot per statement).
+    SELECT version, expires_at INTO v_version, v_expires
+    FROM {sessions} WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND OR v_expires <= p_now THEN
+        RETURN '{{\"status\":\"not_found\"}}';
+    END IF;
+    IF p_check_version AND v_version <> p_base_version THEN
+        RETURN '{{\"status\":\"version_conflict\"}}';
+    END IF;
+    IF p_check_attributes THEN
+        -- Expired attributes count as absent (NULL version).
+        SELECT c.k INTO v_conflict
+        FROM unnest(p_keys, p_expected) WITH ORDINALITY AS c(k, expected, ord)
+        LEFT JOIN {attributes} a
+            ON a.session_id = p_id AND a.key = c.k
+           AND (a.expires_at IS NULL OR a.expires_at > p_now)
+        WHERE a.version IS DISTINCT FROM c.expected
+        ORDER BY c.ord
+        LIMIT 1;
+        IF FOUND THEN
+            RETURN json_build_object('status', 'attribute_conflict', 'key', v_conflict)::text;
+        END IF;
+    END IF;
+    DELETE FROM {attributes} a
+    USING unnest(p_keys, p_removes) AS c(k, r)
+    WHERE c.r AND a.session_id = p_id AND a.key = c.k;
+    -- Writing a key continues its version sequence, even from an expired row.
+    WITH written AS (
+        INSERT INTO {attributes} AS a (session_id, key, value, expires_at, version)
+        SELECT p_id, c.k, c.v, c.e, 1
+        FROM unnest(p_keys, p_removes, p_values, p_attr_expires) WITH ORDINALITY AS c(k, r, v, e, ord)
+        WHERE NOT c.r
+        ORDER BY c.ord
+        ON CONFLICT (session_id, key) DO UPDATE
+            SET value = excluded.value, expires_at = excluded.expires_at, version = a.version + 1
+        RETURNING a.key, a.version
+    )
+    SELECT coalesce(json_agg(json_build_array(key, version)), '[]') INTO v_attrs FROM written;
+    UPDATE {sessions}
+    SET version = version + 1,
+        updated_at = p_now,
+        group_id = CASE WHEN p_set_group THEN p_group_id ELSE group_id END,
+        expires_at = coalesce(p_expires_at, expires_at),
+        include_inactivity = coalesce(p_include_inactivity, include_inactivity)
+    WHERE id = p_id
+    RETURNING version INTO v_version;
+    IF p_notify THEN
+        PERFORM pg_notify({channel}, '1;' || p_origin::text || ';s;' || p_id::text);
+    END IF;
+    RETURN json_build_object('status', 'ok', 'version', v_version, 'attributes', v_attrs)::text;
+END
+$fn$",
+        update_fn = n.update_fn
+    ));
+
+    v.push(format!(
+        "CREATE OR REPLACE FUNCTION {del_attr_fn}(
+    p_user_id uuid, p_key text, p_now timestamptz, p_origin uuid)
+RETURNS bigint LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_ids uuid[];
+BEGIN
+    -- Same discipline as the update function: lock the sessions, then read
+    -- their attributes with a fresh snapshot.
+    PERFORM 1 FROM {sessions} WHERE user_id = p_user_id ORDER BY id FOR UPDATE;
+    WITH gone AS (
+        DELETE FROM {attributes} a USING {sessions} s
+        WHERE s.user_id = p_user_id AND a.session_id = s.id AND a.key = p_key
+        RETURNING a.session_id
+    ), bumped AS (
+        UPDATE {sessions} s SET version = s.version + 1, updated_at = p_now
+        WHERE s.id IN (SELECT session_id FROM gone)
+        RETURNING s.id
+    )
+    SELECT coalesce(array_agg(id), '{{}}') INTO v_ids FROM bumped;
+    PERFORM {notify_fn}(p_origin, v_ids);
+    RETURN cardinality(v_ids);
+END
+$fn$",
+        del_attr_fn = n.delete_attribute_fn
+    ));
+
+    v.push(format!(
+        "COMMENT ON TABLE {sessions} IS {}",
+        quote_literal(SCHEMA_VERSION)
+    ));
+    v
+}
+
+fn check(n: &Names) -> String {
+    let rel = |what: &str, name: &str| {
+        format!(
+            "SELECT {} WHERE to_regclass({}) IS NULL",
+            quote_literal(&format!("table {name} ({what})")),
+            quote_literal(name)
+        )
+    };
+    let func = |name: &str, args: &str| {
+        let sig = format!("{name}({args})");
+        format!(
+            "SELECT {} WHERE to_regprocedure({}) IS NULL",
+            quote_literal(&format!("function {sig}")),
+            quote_literal(&sig)
+        )
+    };
+    let version = format!(
+        "SELECT {} WHERE to_regclass({sessions}) IS NOT NULL \
+         AND obj_description(to_regclass({sessions}), 'pg_class') IS DISTINCT FROM {}",
+        quote_literal(&format!(
+            "schema version marker (comment {:?} on table {})",
+            SCHEMA_VERSION, n.sessions
+        )),
+        quote_literal(SCHEMA_VERSION),
+        sessions = quote_literal(&n.sessions),
+    );
+    [
+        rel("sessions", &n.sessions),
+        rel("attributes", &n.attributes),
+        rel("locks", &n.locks),
+        func(&n.create_fn, CREATE_ARGS),
+        func(&n.update_fn, UPDATE_ARGS),
+        func(&n.delete_attribute_fn, DEL_ATTR_ARGS),
+        func(&n.notify_ids_fn, NOTIFY_ARGS),
+        version,
+    ]
+    .join("\nUNION ALL\n")
+}

@@ -1,0 +1,388 @@
+//! [`SqlxNotifier`]: invalidations over LISTEN/NOTIFY with a dedicated
+//! [`PgListener`] per subscription.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use session_core::postgres::Sql;
+use session_core::{Config, Error, Invalidation, Notifier, NotifierEvent, Result};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep, timeout};
+use uuid::Uuid;
+
+use crate::error::store;
+
+/// Tuning of a [`SqlxNotifier`]'s listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifierOptions {
+    /// How often the listening connection is pinged (`SELECT 1`). A ping that
+    /// fails or takes longer than [`liveness_timeout`](Self::liveness_timeout)
+    /// counts as a lost connection: the listener reconnects and sends
+    /// [`NotifierEvent::Resync`]. So a half-open connection is found within
+    /// about `liveness_interval + liveness_timeout`. Default 10 s.
+    pub liveness_interval: Duration,
+    /// Longest a liveness ping may take. Default 5 s.
+    pub liveness_timeout: Duration,
+    /// First delay between reconnect attempts; doubles up to
+    /// [`reconnect_max`](Self::reconnect_max), each wait randomly shortened
+    /// by up to half (jitter). Default 100 ms.
+    pub reconnect_min: Duration,
+    /// Longest delay between reconnect attempts. Default 10 s.
+    pub reconnect_max: Duration,
+    /// Longest a connection attempt may take. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Capacity of the event channel handed to the engine. Default 1024.
+    pub channel_capacity: usize,
+}
+
+impl Default for NotifierOptions {
+    fn default() -> Self {
+        NotifierOptions {
+            liveness_interval: Duration::from_secs(10),
+            liveness_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            channel_capacity: 1024,
+        }
+    }
+}
+
+/// A [`Notifier`] on PostgreSQL LISTEN/NOTIFY.
+///
+/// - [`publish`](Notifier::publish) sends every payload of the invalidation
+///   with `pg_notify` in one statement (one transaction) on the pool.
+/// - [`subscribe`](Notifier::subscribe) returns once a dedicated connection
+///   (not one of the pool's) is listening on the deployment's channel; from
+///   then on every payload is delivered as [`NotifierEvent::Payload`].
+/// - When the listening connection is lost (server restart,
+///   `pg_terminate_backend`, a failed liveness ping) notifications sent in
+///   the gap are lost, so after reconnecting and listening again the
+///   notifier sends [`NotifierEvent::Resync`]. Reconnects back off
+///   exponentially between [`NotifierOptions::reconnect_min`] and
+///   [`NotifierOptions::reconnect_max`].
+/// - The listening connection's `application_name` is
+///   [`application_name`](Self::application_name) (unique per notifier), so
+///   an operator or a test can find or terminate exactly this listener.
+/// - Background work stops when the receiver is dropped.
+pub struct SqlxNotifier {
+    pool: PgPool,
+    sql: Arc<Sql>,
+    options: NotifierOptions,
+    id: Uuid,
+    fault: DeliveryFault,
+}
+
+impl std::fmt::Debug for SqlxNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlxNotifier")
+            .field("channel", &self.sql.names.channel)
+            .field("application_name", &self.application_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlxNotifier {
+    /// A notifier for `config`'s deployment. `pool` is used for publishing
+    /// and as the template (host, credentials) of the listening connections.
+    pub fn new(pool: PgPool, config: &Config, options: NotifierOptions) -> Self {
+        Self::with_sql(pool, Arc::new(Sql::new(config)), options)
+    }
+
+    pub(crate) fn with_sql(pool: PgPool, sql: Arc<Sql>, options: NotifierOptions) -> Self {
+        SqlxNotifier {
+            pool,
+            sql,
+            options,
+            id: Uuid::new_v4(),
+            fault: DeliveryFault::new(),
+        }
+    }
+
+    /// The notification channel (unique per schema and table prefix).
+    pub fn channel(&self) -> &str {
+        &self.sql.names.channel
+    }
+
+    /// The `application_name` of this notifier's listening connections:
+    /// `session-listener-<uuid>`, unique per notifier.
+    pub fn application_name(&self) -> String {
+        format!("session-listener-{}", self.id)
+    }
+
+    /// **Fault injection, for tests.** A handle that cuts this notifier's
+    /// delivery (every listening connection is closed and stays closed, so
+    /// notifications are really lost) and restores it (reconnect, listen,
+    /// then [`NotifierEvent::Resync`]). Has no effect unless used.
+    pub fn fault_injection(&self) -> DeliveryFault {
+        self.fault.clone()
+    }
+
+    async fn connect_listener(&self) -> Result<PgListener> {
+        connect_listener(
+            &self.pool,
+            &self.application_name(),
+            &self.sql.names.channel,
+            &self.options,
+        )
+        .await
+    }
+}
+
+async fn connect_listener(
+    pool: &PgPool,
+    application_name: &str,
+    channel: &str,
+    options: &NotifierOptions,
+) -> Result<PgListener> {
+    let connect_options = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .application_name(application_name);
+    // A private one-connection pool: the listener holds its connection for
+    // ever and must not take one of the caller's.
+    let listener_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(options.connect_timeout)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
+        .connect_lazy_with(connect_options);
+    let connect = async {
+        let mut listener = PgListener::connect_with(&listener_pool).await?;
+        listener.ignore_pool_close_event(true);
+        listener.listen(channel).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match timeout(options.connect_timeout, connect).await {
+        Ok(Ok(listener)) => Ok(listener),
+        Ok(Err(e)) => Err(Error::notifier("connecting the listener", e)),
+        Err(_) => Err(Error::Notifier {
+            message: format!(
+                "connecting the listener timed out after {:?}",
+                options.connect_timeout
+            ),
+            source: None,
+        }),
+    }
+}
+
+#[async_trait]
+impl Notifier for SqlxNotifier {
+    async fn publish(&self, invalidation: &Invalidation) -> Result<()> {
+        let payloads = invalidation.encode();
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(AssertSqlSafe(Arc::clone(&self.sql.statements.publish)))
+            .bind(&payloads)
+            .execute(&self.pool)
+            .await
+            .map_err(store("publishing an invalidation"))
+            .map_err(|e| match e {
+                Error::Store { message, source } => Error::Notifier { message, source },
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<mpsc::Receiver<NotifierEvent>> {
+        let listener = self.connect_listener().await?;
+        let (tx, rx) = mpsc::channel(self.options.channel_capacity.max(1));
+        let task = ListenTask {
+            pool: self.pool.clone(),
+            application_name: self.application_name(),
+            channel: self.sql.names.channel.clone(),
+            options: self.options.clone(),
+            fault: self.fault.clone(),
+            tx,
+        };
+        tokio::spawn(task.run(listener));
+        Ok(rx)
+    }
+}
+
+/// **Fault injection, for tests**: cuts and restores a [`SqlxNotifier`]'s
+/// delivery. See [`SqlxNotifier::fault_injection`].
+#[derive(Clone, Debug)]
+pub struct DeliveryFault {
+    cut: Arc<watch::Sender<bool>>,
+    /// Number of listening connections currently open.
+    connected: Arc<watch::Sender<usize>>,
+}
+
+impl DeliveryFault {
+    fn new() -> Self {
+        DeliveryFault {
+            cut: Arc::new(watch::channel(false).0),
+            connected: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Closes every listening connection of the notifier and keeps them
+    /// closed until [`restore`](Self::restore). Returns once they are
+    /// closed (or after 10 s), so anything published afterwards is lost.
+    pub async fn cut(&self) {
+        self.cut.send_replace(true);
+        let mut connected = self.connected.subscribe();
+        let _ = timeout(Duration::from_secs(10), connected.wait_for(|n| *n == 0)).await;
+    }
+
+    /// Lets the listeners reconnect; each sends
+    /// [`NotifierEvent::Resync`] once it is listening again. Returns at
+    /// once.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+
+    /// Whether delivery is currently cut.
+    pub fn is_cut(&self) -> bool {
+        *self.cut.borrow()
+    }
+
+    /// Number of this notifier's listening connections that are open.
+    pub fn connected_listeners(&self) -> usize {
+        *self.connected.borrow()
+    }
+}
+
+/// `delay` scaled by a random factor in [0.5, 1], so nodes that lost the
+/// server together do not reconnect in lockstep.
+fn jittered(delay: Duration) -> Duration {
+    let per_mille = (Uuid::new_v4().as_u128() % 501) as f64;
+    delay.mul_f64(0.5 + per_mille / 1000.0)
+}
+
+/// Why the connected phase of the listen loop ended.
+enum Disconnect {
+    /// The engine dropped its receiver: stop.
+    Stop,
+    /// The connection failed or a fault was injected: reconnect.
+    Reconnect,
+}
+
+struct ListenTask {
+    pool: PgPool,
+    application_name: String,
+    channel: String,
+    options: NotifierOptions,
+    fault: DeliveryFault,
+    tx: mpsc::Sender<NotifierEvent>,
+}
+
+impl ListenTask {
+    async fn run(self, first: PgListener) {
+        let mut listener = first;
+        loop {
+            self.fault.connected.send_modify(|n| *n += 1);
+            let outcome = self.listen(&mut listener).await;
+            drop(listener);
+            self.fault
+                .connected
+                .send_modify(|n| *n = n.saturating_sub(1));
+            if matches!(outcome, Disconnect::Stop) {
+                return;
+            }
+            listener = match self.reconnect().await {
+                Some(l) => l,
+                None => return,
+            };
+            // Listening again: anything sent during the gap is lost.
+            if self.tx.send(NotifierEvent::Resync).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Delivers notifications until the connection is lost or cut.
+    async fn listen(&self, listener: &mut PgListener) -> Disconnect {
+        let mut cut = self.fault.cut.subscribe();
+        let mut next_ping = Instant::now() + self.options.liveness_interval;
+        loop {
+            if *cut.borrow_and_update() {
+                return Disconnect::Reconnect;
+            }
+            tokio::select! {
+                biased;
+                _ = self.tx.closed() => return Disconnect::Stop,
+                _ = cut.changed() => continue,
+                received = listener.try_recv() => match received {
+                    Ok(Some(n)) => {
+                        let event = NotifierEvent::Payload(n.payload().to_owned());
+                        if self.tx.send(event).await.is_err() {
+                            return Disconnect::Stop;
+                        }
+                    }
+                    Ok(None) => {
+                        // sqlx lost the connection and (eager reconnect)
+                        // is listening again on a new one: report the gap.
+                        tracing::warn!(channel = %self.channel, "listener connection lost; resyncing");
+                        if self.tx.send(NotifierEvent::Resync).await.is_err() {
+                            return Disconnect::Stop;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %self.channel, error = %e, "listener failed; reconnecting");
+                        return Disconnect::Reconnect;
+                    }
+                },
+                _ = tokio::time::sleep_until(next_ping) => {
+                    let ping = sqlx::query("SELECT 1").execute(&mut *listener);
+                    match timeout(self.options.liveness_timeout, ping).await {
+                        Ok(Ok(_)) => next_ping = Instant::now() + self.options.liveness_interval,
+                        Ok(Err(e)) => {
+                            tracing::warn!(channel = %self.channel, error = %e, "listener ping failed; reconnecting");
+                            return Disconnect::Reconnect;
+                        }
+                        Err(_) => {
+                            tracing::warn!(channel = %self.channel, "listener ping timed out; reconnecting");
+                            return Disconnect::Reconnect;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits while delivery is cut, then connects with exponential backoff.
+    /// `None` if the engine dropped its receiver meanwhile.
+    async fn reconnect(&self) -> Option<PgListener> {
+        let mut cut = self.fault.cut.subscribe();
+        let mut delay = self.options.reconnect_min;
+        loop {
+            while *cut.borrow_and_update() {
+                tokio::select! {
+                    _ = self.tx.closed() => return None,
+                    changed = cut.changed() => if changed.is_err() { return None },
+                }
+            }
+            let attempt = connect_listener(
+                &self.pool,
+                &self.application_name,
+                &self.channel,
+                &self.options,
+            );
+            let result = tokio::select! {
+                _ = self.tx.closed() => return None,
+                r = attempt => r,
+            };
+            match result {
+                Ok(listener) if !*cut.borrow() => return Some(listener),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(channel = %self.channel, error = %e, retry_in = ?delay, "listener reconnect failed");
+                    tokio::select! {
+                        _ = self.tx.closed() => return None,
+                        _ = sleep(jittered(delay)) => {}
+                    }
+                    delay = (delay * 2).min(self.options.reconnect_max);
+                }
+            }
+        }
+    }
+}
