@@ -1,5 +1,6 @@
-//! Runs the axum demo: the binary with two nodes over real HTTP, and the
-//! step-up expiry in-process with a manual clock.
+//! Runs the axum demo over real HTTP: the binary with two in-memory nodes,
+//! two binaries sharing PostgreSQL, and the step-up expiry in-process with a
+//! manual clock.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +12,7 @@ use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use session_core::memory::MemoryBackend;
 use session_core::web::{CookieConfig, SessionLayer};
 use session_core::{Config, CookieSigner, ManualClock, SessionManager};
+use session_testkit::postgres::TestPostgres;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A client that shows redirects instead of following them, and a cookie
@@ -77,19 +79,26 @@ impl Browser {
     }
 }
 
-/// Starts the binary with two nodes on free ports; returns it and their URLs.
-async fn start_binary() -> (tokio::process::Child, Vec<String>) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_axum_app"))
-        .args(["--port", "0", "--nodes", "2"])
+/// Starts the binary with `args` and `env`, and waits until it has printed
+/// `nodes` addresses; returns it and the addresses.
+async fn start_binary(
+    args: &[&str],
+    env: &[(&str, &str)],
+    nodes: usize,
+) -> (tokio::process::Child, Vec<String>) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_axum_app"));
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
         .env_remove("SESSION_KEY")
+        .env_remove("SESSION_SCHEMA")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the axum_app binary starts");
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("the axum_app binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut urls = Vec::new();
-    while urls.len() < 2 {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+    while urls.len() < nodes {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
             .expect("the binary prints its addresses")
             .unwrap()
@@ -103,19 +112,28 @@ async fn start_binary() -> (tokio::process::Child, Vec<String>) {
     (child, urls)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_share_cart_login_step_up_devices_and_logout() {
-    let (mut child, urls) = start_binary().await;
-    let (a, b) = (&urls[0], &urls[1]);
-    let mut browser = Browser::new();
+/// Polls `url` until its body contains `text` (for changes that reach the
+/// other node by invalidation, a few milliseconds later).
+async fn eventually_shows(browser: &mut Browser, url: &str, text: &str) {
+    for _ in 0..1000 {
+        if browser.get(url).await.body.contains(text) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{url} never showed {text:?}");
+}
 
+/// The whole tour of the shop, with node A at `a` and node B at `b`.
+async fn tour(a: &str, b: &str) {
+    let mut browser = Browser::new();
     let home = browser.get(&format!("{a}/")).await;
     assert!(home.body.contains("not signed in") && home.body.contains("(node A)"));
 
     // A visitor's cart, written on A, read on B.
     let r = browser.post(&format!("{a}/cart"), "item=book").await;
     assert_eq!((r.status, r.location.as_deref()), (303, Some("/")));
-    let visitor_cookie = browser.cookie.clone().expect("a cookie for the visitor");
+    let visitor = browser.cookie.clone().expect("a cookie for the visitor");
     let home = browser.get(&format!("{b}/")).await;
     assert!(home.body.contains("cart: book</p>") && home.body.contains("(node B)"));
 
@@ -124,35 +142,24 @@ async fn two_nodes_share_cart_login_step_up_devices_and_logout() {
         .post(&format!("{b}/login"), "username=alice&password=nope")
         .await;
     assert_eq!(r.status, 401);
-    assert_eq!(browser.cookie.as_ref(), Some(&visitor_cookie));
+    assert_eq!(browser.cookie.as_ref(), Some(&visitor));
     let r = browser
         .post(&format!("{b}/login"), "username=alice&password=wonderland")
         .await;
     assert_eq!(r.status, 303);
-    let alice = browser.cookie.clone().unwrap();
-    assert_ne!(alice, visitor_cookie);
+    assert_ne!(browser.cookie.as_ref(), Some(&visitor));
     let home = browser.get(&format!("{a}/")).await;
     assert!(home.body.contains("signed in as alice") && home.body.contains("cart: book</p>"));
 
-    // The pre-login cookie is dead.
+    // The pre-login cookie is dead everywhere.
     let mut old = Browser::new();
-    old.cookie = Some(visitor_cookie);
-    assert!(
-        old.get(&format!("{a}/"))
-            .await
-            .body
-            .contains("not signed in")
-    );
+    old.cookie = Some(visitor);
+    eventually_shows(&mut old, &format!("{a}/"), "not signed in").await;
 
     // A write on A is read on B at once, through the version in the cookie.
     browser.post(&format!("{a}/cart"), "item=pen").await;
-    assert!(
-        browser
-            .get(&format!("{b}/"))
-            .await
-            .body
-            .contains("cart: book, pen</p>")
-    );
+    let home = browser.get(&format!("{b}/")).await;
+    assert!(home.body.contains("cart: book, pen</p>"), "{}", home.body);
 
     // Admin needs a step-up; after it, the admin area opens on either node.
     assert_eq!(browser.get(&format!("{a}/admin")).await.status, 403);
@@ -189,20 +196,7 @@ async fn two_nodes_share_cart_login_step_up_devices_and_logout() {
         .post(&format!("{a}/devices/{phone_id}/revoke"), "")
         .await;
     assert_eq!(r.status, 303);
-    let mut logged_out = false;
-    for _ in 0..200 {
-        if phone
-            .get(&format!("{b}/"))
-            .await
-            .body
-            .contains("not signed in")
-        {
-            logged_out = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(logged_out, "the revoked phone is logged out on node B");
+    eventually_shows(&mut phone, &format!("{b}/"), "not signed in").await;
 
     // Log out: the cookie is cleared and the session ends on both nodes.
     let stale = browser.cookie.clone();
@@ -217,8 +211,32 @@ async fn two_nodes_share_cart_login_step_up_devices_and_logout() {
             .body
             .contains("not signed in")
     );
+    eventually_shows(&mut replay, &format!("{b}/"), "not signed in").await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_two_nodes_in_one_process_share_sessions() {
+    let (mut child, urls) = start_binary(&["--port", "0"], &[], 2).await;
+    tour(&urls[0], &urls[1]).await;
     child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_two_processes_share_sessions() {
+    let pg = TestPostgres::get().await;
+    let schema = pg.schema().await;
+    let key = "5e".repeat(32);
+    let env = [
+        ("DATABASE_URL", pg.url()),
+        ("SESSION_SCHEMA", schema.name()),
+        ("SESSION_KEY", key.as_str()),
+    ];
+    let (mut first, a) = start_binary(&["--port", "0", "--name", "A"], &env, 1).await;
+    let (mut second, b) = start_binary(&["--port", "0", "--name", "B"], &env, 1).await;
+    tour(&a[0], &b[0]).await;
+    first.kill().await.unwrap();
+    second.kill().await.unwrap();
+    schema.drop_schema().await;
 }
 
 #[tokio::test]

@@ -2,9 +2,12 @@
 //! with `update_with`, step-up authentication that lapses after 15 minutes,
 //! a "your devices" page with revoke, and HMAC-signed cookies.
 //!
-//! [`run`] serves several nodes (on consecutive ports) that share one
-//! in-memory backend, so a reader can add to the cart on one port and see it
-//! on the other.
+//! [`run`] serves one or more nodes on consecutive ports. With
+//! `DATABASE_URL` set, sessions live in PostgreSQL (schema `SESSION_SCHEMA`,
+//! default `public`, created if missing), so two processes started with
+//! different `--port`s share them; without it the nodes of one process share
+//! an in-memory backend. Either way a reader can add to the cart on one port
+//! and see it on the other.
 
 mod handlers;
 mod pages;
@@ -49,8 +52,14 @@ pub struct Options {
     /// Port of the first node; node *i* listens on `port + i` (or on any free
     /// port each, if 0).
     pub port: u16,
-    /// Nodes to run (each a `SessionManager` on the shared backend).
-    pub nodes: usize,
+    /// Nodes to run in this process (each a `SessionManager` on the shared
+    /// backend). Default: 2 on the in-memory backend; 1 on PostgreSQL, where
+    /// the second node is another process.
+    pub nodes: Option<usize>,
+    /// Name of the first node, shown on every page (one ASCII letter; the
+    /// others follow in the alphabet). Default `'A'`; give the second
+    /// process of a PostgreSQL pair `'B'`.
+    pub first_name: char,
     /// Leave out the cookie's `Secure` attribute, for browsers that refuse
     /// secure cookies from `http://localhost`. Never in production.
     pub insecure_cookies: bool,
@@ -84,6 +93,68 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The name of node `i` when the first is `first`: following letters,
+/// wrapping after `Z`.
+fn node_name(first: char, i: usize) -> String {
+    let start = if first.is_ascii_uppercase() {
+        first as u8 - b'A'
+    } else {
+        0
+    };
+    char::from(b'A' + ((start as usize + i) % 26) as u8).to_string()
+}
+
+/// Where the nodes keep their sessions.
+enum Nodes {
+    /// One in-memory backend shared by this process's nodes.
+    Memory(MemoryBackend),
+    /// PostgreSQL, shared with every process using the same database and schema.
+    Postgres { pool: sqlx::PgPool, config: Config },
+}
+
+impl Nodes {
+    /// PostgreSQL if `DATABASE_URL` is set, else memory; says which.
+    async fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            println!(
+                "backend: in-memory (the nodes share it inside this process; set DATABASE_URL to share across processes)"
+            );
+            return Ok(Nodes::Memory(MemoryBackend::new()));
+        };
+        let config = Config {
+            schema_name: std::env::var("SESSION_SCHEMA").unwrap_or_default(),
+            create_schema_if_missing: true,
+            ..Config::default()
+        };
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await?;
+        let schema = if config.schema_name.is_empty() {
+            "public"
+        } else {
+            &config.schema_name
+        };
+        println!("backend: PostgreSQL (DATABASE_URL), schema {schema}");
+        if std::env::var_os("SESSION_KEY").is_none() {
+            println!(
+                "warning: SESSION_KEY is not set; processes sharing this database will not accept each other's cookies"
+            );
+        }
+        Ok(Nodes::Postgres { pool, config })
+    }
+
+    /// A new node (session manager) on this backend.
+    async fn start(&mut self) -> session_core::Result<SessionManager> {
+        match self {
+            Nodes::Memory(backend) => SessionManager::new(Config::default(), backend.node()).await,
+            Nodes::Postgres { pool, config } => {
+                session_sqlx::session_manager(pool.clone(), config.clone()).await
+            }
+        }
+    }
+}
+
 /// Serves `opts.nodes` nodes on 127.0.0.1, printing each address, until the
 /// process is stopped.
 ///
@@ -97,13 +168,16 @@ pub async fn run(opts: Options) -> Result<(), Box<dyn std::error::Error>> {
         secure: !opts.insecure_cookies,
         ..CookieConfig::default()
     };
-    println!("backend: in-memory (the nodes share it inside this process)");
     println!("users: alice / wonderland, bob / builder");
-    let backend = MemoryBackend::new();
+    let mut nodes = Nodes::from_env().await?;
     let mut servers = tokio::task::JoinSet::new();
-    for i in 0..opts.nodes.clamp(1, 26) {
-        let name = char::from(b'A' + i as u8).to_string();
-        let manager = SessionManager::new(Config::default(), backend.node()).await?;
+    let count = opts.nodes.unwrap_or(match nodes {
+        Nodes::Memory(_) => 2,
+        Nodes::Postgres { .. } => 1,
+    });
+    for i in 0..count.clamp(1, 26) {
+        let name = node_name(opts.first_name, i);
+        let manager = nodes.start().await?;
         let layer = SessionLayer::new(manager, signer.clone(), cookie.clone())?;
         let port = if opts.port == 0 {
             0
@@ -124,6 +198,13 @@ pub async fn run(opts: Options) -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::decode_hex;
+
+    #[test]
+    fn node_names_follow_the_alphabet() {
+        assert_eq!(super::node_name('A', 1), "B");
+        assert_eq!(super::node_name('Z', 1), "A");
+        assert_eq!(super::node_name('?', 0), "A");
+    }
 
     #[test]
     fn hex_keys_decode_strictly() {
