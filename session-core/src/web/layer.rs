@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::SET_COOKIE;
+use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -64,7 +64,9 @@ impl Shared {
 /// never reaches the cache or the store and never causes an error response.
 /// On the way out it adds one `Set-Cookie` header if the handler created,
 /// rotated, updated or deleted the session through the handle, whatever the
-/// response status.
+/// response status, together with `Cache-Control: no-store` unless the
+/// response already has a `Cache-Control` header (so no shared cache keeps a
+/// response carrying someone's session cookie).
 ///
 /// ```
 /// # async fn demo() -> session_core::Result<()> {
@@ -194,7 +196,14 @@ where
         // Every byte of the value comes from validated configuration and
         // URL-safe base64, so it is always a valid header value.
         if let Some(v) = value.and_then(|v| HeaderValue::try_from(v).ok()) {
-            res.headers_mut().append(SET_COOKIE, v);
+            let headers = res.headers_mut();
+            headers.append(SET_COOKIE, v);
+            // A shared cache (CDN, proxy) that stored this response would
+            // hand the session cookie to other users; unless the handler
+            // chose a caching policy itself, forbid storing it.
+            headers
+                .entry(CACHE_CONTROL)
+                .or_insert(HeaderValue::from_static("no-store"));
         }
         Poll::Ready(Ok(res))
     }

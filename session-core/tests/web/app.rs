@@ -53,6 +53,17 @@ async fn login_remembered(h: SessionHandle, Path(user): Path<Uuid>) -> Result<St
     Ok(describe(&Some(s)))
 }
 
+async fn login_private(
+    h: SessionHandle,
+    Path(user): Path<Uuid>,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String)> {
+    let s = h.log_in(user, &[], LoginOptions::default()).await?;
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "private, max-age=60")],
+        describe(&Some(s)),
+    ))
+}
+
 async fn logout(h: SessionHandle) -> Result<String> {
     Ok(format!("deleted {}", h.log_out().await?))
 }
@@ -101,6 +112,7 @@ pub fn router(layer: SessionLayer) -> Router {
         .route("/me", get(me))
         .route("/login/{user}", post(login))
         .route("/login-remembered/{user}", post(login_remembered))
+        .route("/login-private/{user}", post(login_private))
         .route("/logout", post(logout))
         .route("/logout-everywhere", post(logout_everywhere))
         .route("/visit", post(visit))
@@ -129,6 +141,7 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub set_cookies: Vec<String>,
+    pub cache_control: Option<String>,
 }
 
 impl Reply {
@@ -208,11 +221,16 @@ impl Web {
             .iter()
             .map(|v| v.to_str().unwrap().to_string())
             .collect();
+        let cache_control = res
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .map(|v| v.to_str().unwrap().to_string());
         let body = res.text().await.unwrap();
         Reply {
             status,
             body,
             set_cookies,
+            cache_control,
         }
     }
 

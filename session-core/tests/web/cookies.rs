@@ -15,6 +15,7 @@ async fn no_cookie_means_no_session_and_no_store_call() {
     let r = web.get(0, "/me", None).await;
     assert_eq!(r.ok(), "anonymous");
     assert_eq!(r.set_cookie(), None, "reading sets no cookie");
+    assert_eq!(r.cache_control, None, "nor a caching policy");
     assert_eq!(web.total_store_calls(), 0);
     assert_eq!(web.cluster.node(0).stats().cache_misses, 0);
     web.finish().await;
@@ -123,7 +124,7 @@ async fn expired_session_cookie_means_no_session_not_an_error() {
 }
 
 #[tokio::test]
-async fn default_cookie_is_http_only_secure_lax_root_path_and_not_persistent() {
+async fn default_cookie_is_http_only_secure_lax_root_path_not_persistent_nor_cacheable() {
     let web = Web::start(1).await;
     let r = web
         .post(0, &format!("/login/{}", uuid::Uuid::new_v4()), None)
@@ -136,6 +137,7 @@ async fn default_cookie_is_http_only_secure_lax_root_path_and_not_persistent() {
         "; Path=/; HttpOnly; Secure; SameSite=Lax",
         "{set}"
     );
+    assert_eq!(r.cache_control.as_deref(), Some("no-store"));
     web.finish().await;
 }
 
@@ -188,5 +190,16 @@ async fn handler_without_the_layer_gets_a_500_not_a_panic() {
     let web = Web::start(1).await;
     let r = web.get(0, "/bare", None).await;
     assert_eq!((r.status, r.body.as_str()), (500, "internal server error"));
+    web.finish().await;
+}
+
+#[tokio::test]
+async fn a_caching_policy_set_by_the_handler_is_kept() {
+    let web = Web::start(1).await;
+    let r = web
+        .post(0, &format!("/login-private/{}", uuid::Uuid::new_v4()), None)
+        .await;
+    assert!(r.set_cookie().is_some());
+    assert_eq!(r.cache_control.as_deref(), Some("private, max-age=60"));
     web.finish().await;
 }
