@@ -85,8 +85,3 @@ pub use write::MAX_ATTRIBUTE_KEY_LEN;
 // -- locks & signer re-exports --
 pub use lock::{DistributedLock, LockConfig, LockGuard, MAX_RESOURCE_LEN};
 pub use signer::{CookieSigner, MAX_SIGNED_LEN, MAX_SIGNED_PAYLOAD_LEN, MIN_SIGNING_KEY_LEN};
-
-/// The README's examples, compiled as doctests so they cannot rot.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

@@ -121,3 +121,9 @@ pub async fn session_manager(pool: PgPool, config: Config) -> Result<SessionMana
     let backend = connect(pool, &config).await?;
     SessionManager::new(config, backend).await
 }
+
+/// The README's examples, compiled as doctests here (this crate's
+/// dependencies cover every snippet) so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

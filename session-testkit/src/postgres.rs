@@ -58,7 +58,17 @@ impl TestPostgres {
     /// # Panics
     /// If no server can be found or started; the message says what to install.
     pub async fn get() -> TestPostgres {
-        SHARED.get_or_init(find).await.clone()
+        match Self::try_get().await {
+            Ok(pg) => pg,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`get`](Self::get), but returns the explanation instead of
+    /// panicking when no server can be found or started (for programs that
+    /// fall back to something else, such as the quickstart example).
+    pub async fn try_get() -> Result<TestPostgres, String> {
+        SHARED.get_or_try_init(find).await.cloned()
     }
 
     /// Connection URL of the server (database `postgres`, superuser).
@@ -110,34 +120,42 @@ impl TestPostgres {
     }
 }
 
-async fn find() -> TestPostgres {
+async fn find() -> Result<TestPostgres, String> {
     let force_throwaway = std::env::var("SESSION_TESTKIT_POSTGRES").is_ok_and(|v| v == "throwaway");
     if force_throwaway {
         return throwaway_shared().await;
     }
     if let Ok(url) = std::env::var("DATABASE_URL") {
         if let Err(e) = try_connect(&url).await {
-            panic!("DATABASE_URL={url} does not answer: {e}");
+            return Err(format!("DATABASE_URL={url} does not answer: {e}"));
         }
-        return prepared(url).await;
+        return Ok(prepared(url).await);
     }
     let local = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
     if try_connect(&local).await.is_ok() {
-        return prepared(local).await;
+        return Ok(prepared(local).await);
     }
     throwaway_shared().await
 }
 
 /// Starts the process-wide throwaway cluster.
-async fn throwaway_shared() -> TestPostgres {
+async fn throwaway_shared() -> Result<TestPostgres, String> {
     let cluster = match tokio::task::spawn_blocking(TestCluster::start_new).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => panic!("{INSTALL_HINT}\n(starting a throwaway cluster failed: {e})"),
-        Err(e) => panic!("{INSTALL_HINT}\n(starting a throwaway cluster failed: {e})"),
+        Ok(Err(e)) => {
+            return Err(format!(
+                "{INSTALL_HINT}\n(starting a throwaway cluster failed: {e})"
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "{INSTALL_HINT}\n(starting a throwaway cluster failed: {e})"
+            ));
+        }
     };
     let url = cluster.url();
     let _ = SHARED_CLUSTER.set(cluster);
-    prepared(url).await
+    Ok(prepared(url).await)
 }
 
 /// Drops test schemas left behind by runs that were killed over an hour ago.

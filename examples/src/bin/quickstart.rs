@@ -1,21 +1,90 @@
-//! Two nodes sharing one backend: a write on node A drops node B's cached copy.
+//! Two nodes sharing one database: a write on node A drops node B's cached copy.
 //!
-//! Runs on the in-memory backend (two managers in one process behave like two
-//! nodes). Run with `cargo run -p examples --bin quickstart`.
+//! Uses PostgreSQL: `DATABASE_URL` if set, else the local server or a
+//! throwaway cluster that `session-testkit` finds or starts. Without any
+//! PostgreSQL (or with `--memory`) it runs on the in-memory backend, where two
+//! managers in one process behave like two nodes, and says so.
+//!
+//! Run with `cargo run -p examples --bin quickstart`.
 
 use std::time::Duration;
 
 use serde_json::json;
 use session_core::memory::MemoryBackend;
-use session_core::{Config, CreateOptions, GetOptions, SessionManager, UpdateOptions};
+use session_core::{Backend, Config, CreateOptions, GetOptions, SessionManager, UpdateOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use uuid::Uuid;
 
+type BoxError = Box<dyn std::error::Error>;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("backend: in-memory (two managers in one process act as two nodes)");
-    let backend = MemoryBackend::new();
-    let node_a = SessionManager::new(Config::default(), backend.node()).await?;
-    let node_b = SessionManager::new(Config::default(), backend.node()).await?;
+async fn main() -> Result<(), BoxError> {
+    let force_memory = std::env::args().any(|a| a == "--memory");
+    let postgres = if force_memory {
+        Err("--memory given".to_string())
+    } else {
+        session_testkit::postgres::TestPostgres::try_get()
+            .await
+            .map(|pg| pg.url().to_string())
+    };
+    match postgres {
+        Ok(url) => on_postgres(&url).await,
+        Err(why) => {
+            println!(
+                "backend: in-memory (no PostgreSQL: {})",
+                why.lines().next().unwrap_or("")
+            );
+            let backend = MemoryBackend::new();
+            demo(Config::default(), backend.node(), backend.node()).await
+        }
+    }
+}
+
+async fn on_postgres(url: &str) -> Result<(), BoxError> {
+    // A schema of its own, dropped at the end, so the demo leaves nothing behind.
+    let schema = format!("quickstart_{}", Uuid::new_v4().simple());
+    println!("backend: PostgreSQL ({}), schema {schema}", redact(url));
+    let config = Config {
+        schema_name: schema.clone(),
+        create_schema_if_missing: true,
+        ..Config::default()
+    };
+    let pool = |n| async move {
+        PgPoolOptions::new()
+            .max_connections(n)
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+    };
+    // Each node has its own pool (and its own listener connection).
+    let (pool_a, pool_b) = (pool(4).await?, pool(4).await?);
+    let node_a = session_sqlx::connect(pool_a.clone(), &config).await?;
+    let node_b = session_sqlx::connect(pool_b, &config).await?;
+    let result = demo(config, node_a, node_b).await;
+    drop_schema(&pool_a, &schema).await?;
+    result
+}
+
+async fn drop_schema(pool: &PgPool, schema: &str) -> Result<(), BoxError> {
+    let sql = format!(
+        "DROP SCHEMA {} CASCADE",
+        session_core::postgres::quote_ident(schema)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await?;
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    // Never print a password that DATABASE_URL may carry.
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…{}", &url[..s], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+async fn demo(config: Config, a: Backend, b: Backend) -> Result<(), BoxError> {
+    let node_a = SessionManager::new(config.clone(), a).await?;
+    let node_b = SessionManager::new(config, b).await?;
 
     // Log a user in on node A. The token is what the client keeps (in a cookie).
     let session = node_a
