@@ -9,3 +9,4 @@ mod app;
 mod cookies;
 mod flows;
 mod nodes;
+mod readme;
