@@ -59,7 +59,6 @@ impl Inner {
             Counters::add(&self.counters.own_invalidations_skipped, 1);
             return;
         }
-        Counters::add(&self.counters.invalidations_received, 1);
         match inv.kind {
             InvalidationKind::Sessions(ids) => {
                 for id in &ids {
@@ -74,6 +73,9 @@ impl Inner {
             }
             InvalidationKind::All => self.cache.clear(),
         }
+        // Counted once applied, so an observer that sees the count also
+        // sees the eviction.
+        Counters::add(&self.counters.invalidations_received, 1);
     }
 
     /// Revalidates every cached entry against the store by version, in
