@@ -64,7 +64,27 @@ async fn pg_store(url: &str, schema: &str, sync: bool) -> Result<PostgresStore, 
 impl Peers {
     /// `pg`: server URL and the benchmark's schema; `redis`: `host:port` if Redis answers.
     pub async fn setup(pg: Option<(&str, &str)>, redis: Option<&str>) -> Result<Peers, String> {
-        let records: Vec<Record> = (0..RECORDS).map(|_| record()).collect();
+        let mut records: Vec<Record> = (0..RECORDS).map(|_| record()).collect();
+        let (mut redis_store, mut redis_pool) = (None, None);
+        if let Some(addr) = redis {
+            let config = RedisConfig::from_url(&format!("redis://{addr}"))
+                .map_err(|e| format!("Redis config: {e}"))?;
+            let pool = RedisPool::new(config, None, None, None, 8)
+                .map_err(|e| format!("Redis pool: {e}"))?;
+            pool.init()
+                .await
+                .map_err(|e| format!("connecting to Redis: {e}"))?;
+            let store = RedisStore::new(pool.clone());
+            // `create` (SET NX); the store's `save` is SET XX, for existing keys.
+            for r in &mut records {
+                store
+                    .create(r)
+                    .await
+                    .map_err(|e| format!("creating in Redis: {e}"))?;
+            }
+            redis_store = Some(store);
+            redis_pool = Some(pool);
+        }
         let ids: Vec<Id> = records.iter().map(|r| r.id).collect();
         let moka = MokaStore::new(Some(10 * RECORDS as u64));
         let (mut pg_on, mut pg_off, mut caching) = (None, None, None);
@@ -87,25 +107,6 @@ impl Peers {
                     .await
                     .map_err(|e| format!("saving a record: {e}"))?;
             }
-        }
-        let (mut redis_store, mut redis_pool) = (None, None);
-        if let Some(addr) = redis {
-            let config = RedisConfig::from_url(&format!("redis://{addr}"))
-                .map_err(|e| format!("Redis config: {e}"))?;
-            let pool = RedisPool::new(config, None, None, None, 8)
-                .map_err(|e| format!("Redis pool: {e}"))?;
-            pool.init()
-                .await
-                .map_err(|e| format!("connecting to Redis: {e}"))?;
-            let store = RedisStore::new(pool.clone());
-            for r in &records {
-                store
-                    .save(r)
-                    .await
-                    .map_err(|e| format!("saving to Redis: {e}"))?;
-            }
-            redis_store = Some(store);
-            redis_pool = Some(pool);
         }
         Ok(Peers {
             ids: Arc::new(ids),
