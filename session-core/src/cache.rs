@@ -265,25 +265,23 @@ mod tests {
 
     fn entry_with(id: Uuid, user: Uuid, group: Option<Uuid>, version: i64) -> Entry {
         let now = Utc::now();
-        Arc::new(
-            SessionData::from_record(
-                SessionRecord {
-                    id,
-                    user_id: user,
-                    group_id: group,
-                    secret_hash: SecretHash([0; 32]),
-                    created_at: now,
-                    last_accessed: now,
-                    expires_at: now,
-                    updated_at: now,
-                    version,
-                    include_inactivity: true,
-                    attributes: BTreeMap::new(),
-                },
-                now.timestamp_micros(),
-            )
-            .unwrap(),
-        )
+        Arc::new(SessionData::from_record(
+            SessionRecord {
+                id,
+                user_id: user,
+                group_id: group,
+                secret_hash: SecretHash([0; 32]),
+                created_at: now,
+                last_accessed: now,
+                expires_at: now,
+                updated_at: now,
+                version,
+                include_inactivity: true,
+                attributes: BTreeMap::new(),
+            },
+            &[0; 32],
+            now.timestamp_micros(),
+        ))
     }
 
     fn entry(user: Uuid, group: Option<Uuid>, version: i64) -> Entry {

@@ -2,8 +2,8 @@
 //! copy-on-write change set.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -14,80 +14,74 @@ use crate::attributes::{AttrRef, Attributes};
 use crate::clock::from_micros;
 use crate::error::{Error, Result};
 use crate::record::{AttributeChange, AttributeRecord, SessionRecord};
-use crate::token::{SECRET_LEN, SecretHash, SessionToken};
+use crate::token::{SECRET_LEN, SessionToken};
 
 /// An immutable snapshot of a stored session, shared by the cache and every
 /// handle read from it. Only `last_seen` changes (atomically).
+///
+/// Every snapshot is made by a caller that proved the token: a store read
+/// that checked it against the stored hash, a create or rotation that made
+/// it, or an update of a handle read that way. So a snapshot keeps the secret
+/// itself instead of its hash (32 bytes instead of 68 for hash plus a
+/// remembered secret), and a cache hit compares it in constant time without
+/// hashing.
 pub(crate) struct SessionData {
     pub(crate) id: Uuid,
     pub(crate) user_id: Uuid,
     pub(crate) group_id: Option<Uuid>,
-    pub(crate) secret_hash: SecretHash,
-    pub(crate) created_at: DateTime<Utc>,
-    pub(crate) updated_at: DateTime<Utc>,
-    /// Times the read path compares, in microseconds since the epoch.
-    pub(crate) last_accessed_us: i64,
+    /// The token secret. Memory only: never stored, logged or sent.
+    secret: [u8; SECRET_LEN],
+    /// Times in microseconds since the epoch.
+    pub(crate) created_us: i64,
+    pub(crate) updated_us: i64,
     pub(crate) expires_us: i64,
     pub(crate) version: i64,
     pub(crate) include_inactivity: bool,
     pub(crate) attributes: Attributes,
     /// When this snapshot entered the cache (engine clock), in microseconds.
     pub(crate) cached_us: i64,
-    /// Latest access this node recorded, in microseconds since the epoch.
+    /// The latest access known to this node (the stored one, or a later one
+    /// recorded here), in microseconds since the epoch. Only moves forward.
     pub(crate) last_seen: AtomicI64,
-    /// The secret that matched `secret_hash` on this node, once one did: later
-    /// reads compare it in constant time instead of hashing again. Memory
-    /// only; never stored or sent.
-    verified_secret: OnceLock<[u8; SECRET_LEN]>,
 }
 
 impl SessionData {
-    pub(crate) fn from_record(rec: SessionRecord, cached_us: i64) -> Result<Self> {
-        let attributes = Attributes::pack(rec.attributes).map_err(|_| {
-            Error::store_msg(format!("session {} has over 4 GiB of attributes", rec.id))
-        })?;
-        Ok(SessionData {
+    /// A snapshot of `rec` whose token secret is `secret` (already checked
+    /// against `rec.secret_hash` by the caller, or just generated).
+    pub(crate) fn from_record(
+        rec: SessionRecord,
+        secret: &[u8; SECRET_LEN],
+        cached_us: i64,
+    ) -> Self {
+        SessionData {
             id: rec.id,
             user_id: rec.user_id,
             group_id: rec.group_id,
-            secret_hash: rec.secret_hash,
-            created_at: rec.created_at,
-            updated_at: rec.updated_at,
-            last_accessed_us: rec.last_accessed.timestamp_micros(),
+            secret: *secret,
+            created_us: rec.created_at.timestamp_micros(),
+            updated_us: rec.updated_at.timestamp_micros(),
             expires_us: rec.expires_at.timestamp_micros(),
             version: rec.version,
             include_inactivity: rec.include_inactivity,
-            attributes,
+            attributes: Attributes::pack(rec.attributes),
             cached_us,
             last_seen: AtomicI64::new(rec.last_accessed.timestamp_micros()),
-            verified_secret: OnceLock::new(),
-        })
+        }
     }
 
     /// The latest access known to this node (stored or recorded locally), in microseconds.
     pub(crate) fn last_seen_us(&self) -> i64 {
-        self.last_seen
-            .load(Ordering::Relaxed)
-            .max(self.last_accessed_us)
+        self.last_seen.load(Ordering::Relaxed)
     }
 
-    /// True if `token` carries this session's secret. The first match on this
-    /// snapshot hashes (SHA-256, constant-time compare); later ones compare
-    /// the remembered secret in constant time.
+    /// The token secret this snapshot was made with.
+    pub(crate) fn secret(&self) -> &[u8; SECRET_LEN] {
+        &self.secret
+    }
+
+    /// True if `token` is this session's token (secret compared in constant time).
     pub(crate) fn token_matches(&self, token: &SessionToken) -> bool {
-        if token.id() != self.id {
-            return false;
-        }
-        match self.verified_secret.get() {
-            Some(known) => crate::token::ct_eq_32(known, token.secret()),
-            None => {
-                let ok = token.verify(&self.secret_hash);
-                if ok {
-                    let _ = self.verified_secret.set(*token.secret());
-                }
-                ok
-            }
-        }
+        token.id() == self.id && crate::token::ct_eq_32(&self.secret, token.secret())
     }
 }
 
@@ -161,7 +155,7 @@ impl Session {
     }
     /// Creation time.
     pub fn created_at(&self) -> DateTime<Utc> {
-        self.data.created_at
+        from_micros(self.data.created_us)
     }
     /// The latest access this node knows of (stored, or recorded here and not yet flushed).
     pub fn last_accessed(&self) -> DateTime<Utc> {
@@ -173,7 +167,7 @@ impl Session {
     }
     /// Time of the last update.
     pub fn updated_at(&self) -> DateTime<Utc> {
-        self.data.updated_at
+        from_micros(self.data.updated_us)
     }
     /// The version this handle was read at.
     pub fn version(&self) -> i64 {
@@ -372,8 +366,8 @@ impl Session {
             id: d.id,
             user_id: d.user_id,
             group_id: self.group_id(),
-            secret_hash: d.secret_hash,
-            created_at: d.created_at,
+            secret_hash: crate::token::hash_secret(&d.secret),
+            created_at: from_micros(d.created_us),
             last_accessed: from_micros(d.last_seen_us()),
             expires_at: expires_at.unwrap_or_else(|| from_micros(d.expires_us)),
             updated_at: outcome.updated_at,

@@ -48,6 +48,11 @@ impl fmt::Debug for SecretHash {
     }
 }
 
+/// SHA-256 of a token secret.
+pub(crate) fn hash_secret(secret: &[u8; SECRET_LEN]) -> SecretHash {
+    SecretHash(Sha256::digest(secret).into())
+}
+
 /// What a client holds: the session's public id and a 256-bit secret from
 /// the operating system's CSPRNG.
 ///
@@ -82,7 +87,7 @@ impl SessionToken {
 
     /// SHA-256 of the secret, as stored.
     pub fn secret_hash(&self) -> SecretHash {
-        SecretHash(Sha256::digest(self.secret).into())
+        hash_secret(&self.secret)
     }
 
     /// True if this token's secret hashes to `stored` (constant time).

@@ -74,7 +74,7 @@ impl SessionManager {
             inner.cache.invalidate(id);
         }
         // Cached only after the store committed it.
-        let data = inner.snapshot(rec, now.timestamp_micros())?;
+        let data = inner.snapshot(rec, token.secret(), now.timestamp_micros());
         if inner.cache_enabled() {
             inner.cache.insert(data.clone());
         }
@@ -144,7 +144,7 @@ impl SessionManager {
             }
         };
         let rec = session.committed_record(&outcome, opts.expires_at, opts.include_inactivity);
-        let data = inner.snapshot(rec, now.timestamp_micros())?;
+        let data = inner.snapshot(rec, session.data.secret(), now.timestamp_micros());
         if outcome.version == session.version() + 1 && inner.cache_enabled() {
             // Nobody wrote between our read and our write: the merged
             // snapshot is exactly what the store holds.
@@ -219,7 +219,7 @@ impl SessionManager {
         clean.group_change = None;
         let mut rec = clean.committed_record(&outcome, None, None);
         rec.secret_hash = token.secret_hash();
-        let data = inner.snapshot(rec, now.timestamp_micros())?;
+        let data = inner.snapshot(rec, token.secret(), now.timestamp_micros());
         if outcome.version == session.version() + 1 && inner.cache_enabled() {
             inner.cache.insert(data.clone());
         } else {
