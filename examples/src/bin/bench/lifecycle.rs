@@ -106,14 +106,18 @@ pub async fn flush_memory(n: usize) -> Flush {
     flush
 }
 
-/// PostgreSQL through sqlx: `n` sessions inserted with a last access an
-/// hour ago, read by a fresh node (each read records an access), flushed.
-pub async fn flush_sqlx(pool: sqlx::PgPool, config: &Config, n: usize) -> Result<Flush, String> {
-    let sqlx_backend = session_sqlx::SqlxBackend::connect(pool.clone(), config)
-        .await
-        .map_err(|e| format!("connecting the flush node: {e}"))?;
-    let sessions_table = sqlx_backend.store.sql().names.sessions.clone();
-    let (backend, calls) = counted(sqlx_backend.backend());
+/// A PostgreSQL backend: `n` sessions inserted (through `setup`) with a
+/// last access an hour ago, read by a fresh node on `backend` (each read
+/// records an access), flushed.
+pub async fn flush_pg(
+    setup: sqlx::PgPool,
+    backend: Backend,
+    config: &Config,
+    n: usize,
+) -> Result<Flush, String> {
+    let pool = setup;
+    let sessions_table = session_core::postgres::Sql::new(config).names.sessions;
+    let (backend, calls) = counted(backend);
     let batch = config.last_access_update_batch_size;
     let now = Utc::now();
     let hour_ago = now - TimeDelta::hours(1);
@@ -174,31 +178,26 @@ pub async fn flush_sqlx(pool: sqlx::PgPool, config: &Config, n: usize) -> Result
     Ok(flush)
 }
 
-/// A new sqlx node: pool, schema check, LISTEN, and its first read (a miss).
-pub async fn cold_start_sqlx(
-    url: &str,
-    config: &Config,
+/// A new PostgreSQL node made by `start` (pool, schema check, LISTEN), and
+/// its first read (a miss).
+pub async fn cold_start_pg<F, Fut>(
+    start: F,
     token: &SessionToken,
     samples: usize,
-) -> Result<Stats, String> {
+) -> Result<Stats, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<SessionManager, String>>,
+{
     let mut v = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let start = Instant::now();
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(crate::pg::POOL_SIZE)
-            .test_before_acquire(false)
-            .connect_with(crate::pg::options(url, true)?)
-            .await
-            .map_err(|e| format!("connecting: {e}"))?;
-        let mgr = session_sqlx::session_manager(pool.clone(), config.clone())
-            .await
-            .map_err(|e| format!("starting a node: {e}"))?;
+        let begin = Instant::now();
+        let mgr = start().await?;
         mgr.get_session(token, GetOptions::default())
             .await
             .map_err(|e| format!("first read: {e}"))?;
-        v.push(start.elapsed().as_nanos() as f64);
+        v.push(begin.elapsed().as_nanos() as f64);
         let _ = mgr.shutdown().await;
-        pool.close().await;
     }
     Ok(Stats::of(v))
 }

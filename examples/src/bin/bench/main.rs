@@ -123,8 +123,9 @@ struct Env {
     memory: System,
     memory_backend: MemoryBackend,
     pg: Result<pg::Pg, String>,
-    sqlx: Option<System>,
-    sqlx_config: Option<Config>,
+    /// Our engine on each PostgreSQL backend (sqlx, diesel).
+    pg_systems: Vec<(PgKind, System)>,
+    pg_config: Option<Config>,
     redis: Result<(Op, Op, Option<String>), String>,
     #[cfg(feature = "peers")]
     peers: Result<peers::Peers, String>,
@@ -162,34 +163,63 @@ async fn memory_system() -> (System, MemoryBackend) {
     )
 }
 
-async fn sqlx_system(pg: &pg::Pg) -> Result<(System, Config), String> {
-    let config = Config {
-        schema_name: pg.schema.name().to_string(),
-        create_schema_if_missing: true,
-        cache_size: CACHE_SIZE,
-        ..Config::default()
+/// A PostgreSQL backend of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PgKind {
+    Sqlx,
+    Diesel,
+}
+
+impl PgKind {
+    const ALL: [PgKind; 2] = [PgKind::Sqlx, PgKind::Diesel];
+
+    fn name(self) -> &'static str {
+        match self {
+            PgKind::Sqlx => "sqlx",
+            PgKind::Diesel => "diesel",
+        }
+    }
+}
+
+/// Starts a node of `kind` whose connections use `synchronous_commit`
+/// `sync`: sqlx on `pool` (or a new pool), diesel on its own pool.
+async fn start_node(
+    kind: PgKind,
+    url: &str,
+    config: &Config,
+    sync: bool,
+    pool: Option<sqlx::PgPool>,
+) -> Result<SessionManager, String> {
+    let started = match kind {
+        PgKind::Sqlx => {
+            let pool = match pool {
+                Some(p) => p,
+                None => pg::pool_cold(url, sync).await?,
+            };
+            session_sqlx::session_manager(pool, config.clone()).await
+        }
+        PgKind::Diesel => {
+            session_diesel::session_manager(&pg::url_with_sync(url, sync), config.clone()).await
+        }
     };
-    let mgr_on = session_sqlx::session_manager(pg.pool_on.clone(), config.clone())
-        .await
-        .map_err(|e| format!("starting the sqlx node (sync on): {e}"))?;
-    let mgr_off = session_sqlx::session_manager(pg.pool_off.clone(), config.clone())
-        .await
-        .map_err(|e| format!("starting the sqlx node (sync off): {e}"))?;
+    started.map_err(|e| format!("starting a {} node: {e}", kind.name()))
+}
+
+async fn pg_system(kind: PgKind, pg: &pg::Pg, config: &Config) -> Result<System, String> {
+    let mgr_on = start_node(kind, &pg.url, config, true, Some(pg.pool_on.clone())).await?;
+    let mgr_off = start_node(kind, &pg.url, config, false, Some(pg.pool_off.clone())).await?;
     let reader = Node::new(mgr_off.clone(), ours::READ_SESSIONS).await;
     let writer_on = Node::new(mgr_on.clone(), ours::WRITE_SESSIONS).await;
     let writer_off = Node::new(mgr_off.clone(), ours::WRITE_SESSIONS).await;
     let contended_on = ours::create_sessions(&mgr_on, 1).await.remove(0);
     let contended_off = ours::create_sessions(&mgr_off, 1).await.remove(0);
-    Ok((
-        System {
-            reader,
-            writer_on,
-            writer_off: Some(writer_off),
-            contended_on,
-            contended_off: Some(contended_off),
-        },
-        config,
-    ))
+    Ok(System {
+        reader,
+        writer_on,
+        writer_off: Some(writer_off),
+        contended_on,
+        contended_off: Some(contended_off),
+    })
 }
 
 /// The Redis floors: GET and SET of a 200-byte value over 8 connections
@@ -252,13 +282,23 @@ async fn redis_floors() -> Result<(Op, Op, Option<String>), String> {
 async fn setup() -> Env {
     let (memory, memory_backend) = memory_system().await;
     let pg = pg::Pg::setup().await;
-    let (sqlx, sqlx_config) = match &pg {
-        Ok(pg) => match sqlx_system(pg).await {
-            Ok((s, c)) => (Some(s), Some(c)),
-            Err(e) => panic!("{e}"),
-        },
-        Err(_) => (None, None),
-    };
+    let mut pg_systems = Vec::new();
+    let mut pg_config = None;
+    if let Ok(pg) = &pg {
+        let config = Config {
+            schema_name: pg.schema.name().to_string(),
+            create_schema_if_missing: true,
+            cache_size: CACHE_SIZE,
+            ..Config::default()
+        };
+        for kind in PgKind::ALL {
+            match pg_system(kind, pg, &config).await {
+                Ok(s) => pg_systems.push((kind, s)),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        pg_config = Some(config);
+    }
     let redis = redis_floors().await;
     #[cfg(feature = "peers")]
     let peers = {
@@ -277,8 +317,8 @@ async fn setup() -> Env {
         memory,
         memory_backend,
         pg,
-        sqlx,
-        sqlx_config,
+        pg_systems,
+        pg_config,
         redis,
         #[cfg(feature = "peers")]
         peers,
@@ -321,9 +361,9 @@ fn main() {
         let floor = cache_floor(&env.memory.reader);
         let mut benches: Vec<SyncBench<'_>> = vec![floor.bench(), env.memory.reader.cached_get()];
         let mut names: Vec<&str> = vec!["floor", "memory"];
-        if let Some(s) = &env.sqlx {
+        for (kind, s) in &env.pg_systems {
             benches.push(s.reader.cached_get());
-            names.push("sqlx");
+            names.push(kind.name());
         }
         #[cfg(feature = "peers")]
         let peer_names = {
@@ -354,7 +394,7 @@ fn main() {
             .floor(Floor::CacheGet),
         );
         let nodes: Vec<&Node> = std::iter::once(&env.memory.reader)
-            .chain(env.sqlx.as_ref().map(|s| &s.reader))
+            .chain(env.pg_systems.iter().map(|(_, s)| &s.reader))
             .collect();
         for (i, node) in nodes.into_iter().enumerate() {
             let ops8 = on(&mem_rt, {
@@ -374,13 +414,15 @@ fn main() {
                 .target(Target::FasterThan(Floor::RedisGet, 80.0)),
             );
         }
-        if env.sqlx.is_none() {
-            rows.push(Row::skipped(
-                "Ours: sqlx",
-                "cached `get_session`",
-                "pg-session, sqlx",
-                pg_skip.as_deref().unwrap_or("no PostgreSQL"),
-            ));
+        if env.pg_systems.is_empty() {
+            for kind in PgKind::ALL {
+                rows.push(Row::skipped(
+                    section_of(kind.name()),
+                    "every row",
+                    &format!("pg-session, {}", kind.name()),
+                    pg_skip.as_deref().unwrap_or("no PostgreSQL"),
+                ));
+            }
         }
         #[cfg(feature = "peers")]
         {
@@ -481,12 +523,12 @@ fn main() {
                 pg.select_op(),
             ));
         }
-        if let Some(s) = &env.sqlx {
+        for (kind, s) in &env.pg_systems {
             e.push((
                 Row::new(
-                    "Ours: sqlx",
+                    section_of(kind.name()),
                     "cache-miss `get_session` (store read, re-cached)",
-                    "pg-session, sqlx",
+                    format!("pg-session, {}", kind.name()),
                 )
                 .vs(Floor::Select)
                 .target(Target::AtMost(Floor::Select, 1.3)),
@@ -508,12 +550,6 @@ fn main() {
                 "Floors",
                 "prepared SELECT by primary key",
                 "sqlx 0.9",
-                why,
-            ));
-            rows.push(Row::skipped(
-                "Ours: sqlx",
-                "cache-miss `get_session`",
-                "pg-session, sqlx",
                 why,
             ));
         }
@@ -539,7 +575,7 @@ fn main() {
                 pg.update_op(sync),
             ));
         }
-        if let Some(s) = &env.sqlx {
+        for (kind, s) in &env.pg_systems {
             let w = if sync {
                 &s.writer_on
             } else {
@@ -547,9 +583,9 @@ fn main() {
             };
             e.push((
                 Row::new(
-                    "Ours: sqlx",
+                    section_of(kind.name()),
                     format!("`update_session` of one attribute, {tag}"),
-                    "pg-session, sqlx",
+                    format!("pg-session, {}", kind.name()),
                 )
                 .vs(floor)
                 .target(Target::AtMost(floor, 1.2)),
@@ -557,9 +593,9 @@ fn main() {
             ));
             e.push((
                 Row::new(
-                    "Ours: sqlx",
+                    section_of(kind.name()),
                     format!("`create_session` (5 attributes), {tag}"),
-                    "pg-session, sqlx",
+                    format!("pg-session, {}", kind.name()),
                 )
                 .vs(floor)
                 .target(Target::AtMost(floor, 1.5)),
@@ -591,12 +627,6 @@ fn main() {
                 "Floors",
                 &format!("UPDATE + pg_notify, {tag}"),
                 "sqlx 0.9",
-                why,
-            ));
-            rows.push(Row::skipped(
-                "Ours: sqlx",
-                &format!("writes, {tag}"),
-                "pg-session, sqlx",
                 why,
             ));
         }
@@ -663,9 +693,9 @@ fn main() {
             env.memory.writer_on.mgr.clone(),
             env.memory.contended_on.clone(),
         )];
-        if let Some(s) = &env.sqlx {
+        for (kind, s) in &env.pg_systems {
             targets.push((
-                "sqlx",
+                kind.name(),
                 ", sync on",
                 Some(Floor::UpdateOn),
                 s.writer_on.mgr.clone(),
@@ -673,7 +703,7 @@ fn main() {
             ));
             if let (Some(w), Some(t)) = (&s.writer_off, &s.contended_off) {
                 targets.push((
-                    "sqlx",
+                    kind.name(),
                     ", sync off",
                     Some(Floor::UpdateOff),
                     w.mgr.clone(),
@@ -694,12 +724,10 @@ fn main() {
             });
             let c = Arc::new(ours::Contention::default());
             let op8 = ours::update_with_op(&mgr, &token, c.clone());
-            let start = Instant::now();
             let ops8 = on(
                 &io,
                 async move { harness::throughput(&plan, 8, 1, op8).await },
             );
-            let _ = start;
             let attempts = c.attempts.load(Ordering::Relaxed) as f64;
             let gave_up = c.gave_up.load(Ordering::Relaxed);
             let done =
@@ -732,14 +760,23 @@ fn main() {
     {
         let n = args.sessions;
         let mut flushes = vec![("memory", on(&io, lifecycle::flush_memory(n)))];
-        if let (Ok(pg), Some(config)) = (&env.pg, &env.sqlx_config) {
-            let (pool, config) = (pg.pool_on.clone(), config.clone());
-            match on(
-                &io,
-                async move { lifecycle::flush_sqlx(pool, &config, n).await },
-            ) {
-                Ok(f) => flushes.push(("sqlx", f)),
-                Err(e) => panic!("{e}"),
+        if let (Ok(pg), Some(config)) = (&env.pg, &env.pg_config) {
+            for kind in PgKind::ALL {
+                let (pool, url, config) = (pg.pool_on.clone(), pg.url.clone(), config.clone());
+                let flush = on(&io, async move {
+                    let backend = match kind {
+                        PgKind::Sqlx => session_sqlx::connect(pool.clone(), &config).await,
+                        PgKind::Diesel => {
+                            session_diesel::connect(&pg::url_with_sync(&url, true), &config).await
+                        }
+                    }
+                    .map_err(|e| format!("connecting the flush node: {e}"))?;
+                    lifecycle::flush_pg(pool, backend, &config, n).await
+                });
+                match flush {
+                    Ok(f) => flushes.push((kind.name(), f)),
+                    Err(e) => panic!("{e}"),
+                }
             }
         }
         for (name, f) in flushes {
@@ -787,20 +824,26 @@ fn main() {
             )
             .time(st),
         );
-        if let (Ok(pg), Some(config), Some(s)) = (&env.pg, &env.sqlx_config, &env.sqlx) {
-            let (url, config, token) = (pg.url.clone(), config.clone(), s.reader.tokens[0].clone());
-            match on(&io, async move {
-                lifecycle::cold_start_sqlx(&url, &config, &token, samples).await
-            }) {
-                Ok(st) => rows.push(
-                    Row::new(
-                        "Ours: sqlx",
-                        "cold start: new node (pool, schema check, LISTEN) + first read",
-                        "pg-session, sqlx",
-                    )
-                    .time(st),
-                ),
-                Err(e) => panic!("{e}"),
+        if let (Ok(pg), Some(config)) = (&env.pg, &env.pg_config) {
+            for (kind, s) in &env.pg_systems {
+                let kind = *kind;
+                let (url, config) = (pg.url.clone(), config.clone());
+                let token = s.reader.tokens[0].clone();
+                let st = on(&io, async move {
+                    let start = || start_node(kind, &url, &config, true, None);
+                    lifecycle::cold_start_pg(start, &token, samples).await
+                });
+                match st {
+                    Ok(st) => rows.push(
+                        Row::new(
+                            section_of(kind.name()),
+                            "cold start: new node (pool, schema check, LISTEN) + first read",
+                            format!("pg-session, {}", kind.name()),
+                        )
+                        .time(st),
+                    ),
+                    Err(e) => panic!("{e}"),
+                }
             }
         }
     }
@@ -868,7 +911,8 @@ fn main() {
         on(&io, p.finish());
     }
     on(&io, async move {
-        for s in [Some(env.memory), env.sqlx].into_iter().flatten() {
+        let systems = std::iter::once(env.memory).chain(env.pg_systems.into_iter().map(|(_, s)| s));
+        for s in systems {
             let _ = s.reader.mgr.shutdown().await;
             let _ = s.writer_on.mgr.shutdown().await;
         }

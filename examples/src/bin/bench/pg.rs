@@ -37,6 +37,14 @@ pub struct Pg {
 /// Pool size of every benchmark pool (≥ the 8 concurrent tasks).
 pub const POOL_SIZE: u32 = 10;
 
+/// `url` with `synchronous_commit` set for every connection (libpq
+/// `options` parameter, as tokio-postgres and so diesel-async read it).
+pub fn url_with_sync(url: &str, synchronous_commit: bool) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let sync = if synchronous_commit { "on" } else { "off" };
+    format!("{url}{sep}options=-c%20synchronous_commit%3D{sync}")
+}
+
 pub fn options(url: &str, synchronous_commit: bool) -> Result<PgConnectOptions, String> {
     let opts = PgConnectOptions::from_str(url).map_err(|e| format!("bad URL: {e}"))?;
     let sync = if synchronous_commit { "on" } else { "off" };
@@ -48,6 +56,16 @@ pub async fn pool(url: &str, synchronous_commit: bool, size: u32) -> Result<PgPo
         .max_connections(size)
         .min_connections(size)
         // No ping before handing out a connection: one round trip less.
+        .test_before_acquire(false)
+        .connect_with(options(url, synchronous_commit)?)
+        .await
+        .map_err(|e| format!("connecting: {e}"))
+}
+
+/// A pool as a node starting up would build it: no connection opened ahead.
+pub async fn pool_cold(url: &str, synchronous_commit: bool) -> Result<PgPool, String> {
+    PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
         .test_before_acquire(false)
         .connect_with(options(url, synchronous_commit)?)
         .await
