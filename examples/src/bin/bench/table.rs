@@ -163,9 +163,9 @@ fn floors(rows: &[Row]) -> BTreeMap<Floor, f64> {
         .collect()
 }
 
-/// `12,345` / `31.2` / `1.23 M`.
+/// `12,345` / `31.2` / `20` (whole numbers without decimals).
 pub fn num(v: f64) -> String {
-    if v < 100.0 {
+    if v < 100.0 && v.fract() != 0.0 {
         return format!("{v:.1}");
     }
     let n = v.round() as u64;
