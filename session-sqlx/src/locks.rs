@@ -88,7 +88,11 @@ impl SqlxLockProvider {
 impl LockProvider for SqlxLockProvider {
     async fn try_acquire(&self, resource: &str, owner: Uuid, lease: Duration) -> Result<Lease> {
         // A failed attempt reads the row to report who holds it until when;
-        // if that lease ended in between, try again (bounded).
+        // if that lease ended in between, try again (bounded). Under heavy
+        // churn every attempt can lose to another owner whose short hold is
+        // over by the time we look: the lock was held at each attempt, so
+        // that is `LockHeld` (with the last expiry seen), never a store error.
+        let mut last_seen = None;
         for _ in 0..3 {
             let row = self
                 .query(&self.sql.statements.lock_acquire)
@@ -111,12 +115,14 @@ impl LockProvider for SqlxLockProvider {
                         expires_at: s.expires_at,
                     });
                 }
-                _ => continue,
+                Some(s) => last_seen = Some(s.expires_at),
+                None => {}
             }
         }
-        Err(Error::store_msg(format!(
-            "lock `{resource}` kept changing while being acquired"
-        )))
+        Err(Error::LockHeld {
+            resource: resource.to_owned(),
+            expires_at: last_seen.unwrap_or_else(Utc::now),
+        })
     }
 
     async fn extend(&self, resource: &str, owner: Uuid, lease: Duration) -> Result<DateTime<Utc>> {
