@@ -90,6 +90,7 @@ impl Inner {
                 Ok(v) => v.into_iter().collect(),
                 Err(e) => {
                     self.cache.clear();
+                    Counters::add(&self.counters.resync_failures, 1);
                     return Err(e);
                 }
             };
