@@ -59,7 +59,6 @@ impl Inner {
             Counters::add(&self.counters.own_invalidations_skipped, 1);
             return;
         }
-        Counters::add(&self.counters.invalidations_received, 1);
         match inv.kind {
             InvalidationKind::Sessions(ids) => {
                 for id in &ids {
@@ -74,6 +73,11 @@ impl Inner {
             }
             InvalidationKind::All => self.cache.clear(),
         }
+        // Counted once applied (Release, paired with the Acquire in
+        // `stats()`): a reader that sees the count also sees the entries gone.
+        self.counters
+            .invalidations_received
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Revalidates every cached entry against the store by version, in

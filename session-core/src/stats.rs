@@ -55,7 +55,7 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self, cached_sessions: usize) -> Stats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &AtomicU64| c.load(Ordering::Acquire);
         Stats {
             cache_hits: self.hits.iter().map(|p| get(&p.0)).sum(),
             cache_misses: get(&self.misses),
@@ -82,7 +82,8 @@ pub struct Stats {
     pub cache_hits: u64,
     /// Reads that went to the store (absent, forced, stale or too old).
     pub cache_misses: u64,
-    /// Invalidations from other nodes processed.
+    /// Invalidations from other nodes processed: counted after they were
+    /// applied, so once this reaches `n` the first `n` are reflected in reads.
     pub invalidations_received: u64,
     /// Invalidations this node published itself and skipped on receipt.
     pub own_invalidations_skipped: u64,
