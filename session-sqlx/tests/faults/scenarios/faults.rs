@@ -172,6 +172,12 @@ pub async fn restart_under_load(
         }
         for (n, before) in nodes.iter().zip(before) {
             let ok = wait_for(RESYNC_PATIENCE, || async { n.revalidations() > before }).await;
+            if !ok {
+                tracing_free_report(&format!(
+                    "a node never revalidated after the restart: {:?}",
+                    n.manager.stats()
+                ));
+            }
             report.all_resynced &= ok;
         }
     }

@@ -138,7 +138,13 @@ impl Deployment {
     /// Starts a private cluster.
     pub async fn start() -> Self {
         let cluster = TestPostgres::throwaway_cluster().await;
-        let admin = pool(&cluster.url(), 4, Duration::from_secs(10));
+        // Pings before use: the admin pool outlives the scenarios' restarts.
+        let options: PgConnectOptions = cluster.url().parse().expect("cluster URL");
+        let admin = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
         Deployment { cluster, admin }
     }
 
