@@ -87,8 +87,10 @@ pub(crate) struct Epoch {
 pub(crate) struct SessionCache {
     cache: Cache<Uuid, Entry, UnitWeighter, DefaultHashBuilder, IndexLifecycle>,
     index: SharedIndex,
-    /// Serialises inserts so the version comparison and the insert are one step.
-    insert_lock: Mutex<()>,
+    /// Serialises every cache write: inserts (with their epoch and version
+    /// checks) and invalidations. So a load that an invalidation overtook is
+    /// never visible, not even for an instant. Reads never take it.
+    writes: Mutex<()>,
     stripes: Box<[AtomicU64]>,
     global: AtomicU64,
 }
@@ -106,7 +108,7 @@ impl SessionCache {
                 IndexLifecycle(index.clone()),
             ),
             index,
-            insert_lock: Mutex::new(()),
+            writes: Mutex::new(()),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             global: AtomicU64::new(0),
         }
@@ -115,6 +117,10 @@ impl SessionCache {
     fn stripe(id: &Uuid) -> usize {
         // v4 ids are random; their last byte spreads evenly.
         id.as_bytes()[15] as usize % STRIPES
+    }
+
+    fn write_guard(&self) -> MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn get(&self, id: &Uuid) -> Option<Entry> {
@@ -141,25 +147,23 @@ impl SessionCache {
     /// since `epoch` was taken (the loaded copy could predate it). Returns
     /// whether it was inserted.
     pub(crate) fn insert_if_unchanged(&self, entry: Entry, epoch: Epoch) -> bool {
-        // Insert first, then re-check: an invalidation that bumps the epoch
-        // after our check removes the entry itself, and one that bumped it
-        // before is seen here and we remove what we inserted.
-        self.insert(entry.clone());
+        let _w = self.write_guard();
         let now = self.epoch(&entry.id);
         if now.value != epoch.value || now.global != epoch.global {
-            self.remove_if_same(&entry);
             return false;
         }
+        self.insert_locked(entry);
         true
     }
 
     /// Inserts or replaces the entry for `entry.id`, unless the cached one
     /// is newer (a slow load never replaces a fresher copy).
     pub(crate) fn insert(&self, entry: Entry) {
-        let _serial = self
-            .insert_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _w = self.write_guard();
+        self.insert_locked(entry);
+    }
+
+    fn insert_locked(&self, entry: Entry) {
         let old = self.cache.peek(&entry.id);
         if old.as_ref().is_some_and(|o| o.version > entry.version) {
             return;
@@ -175,19 +179,10 @@ impl SessionCache {
         self.cache.insert(entry.id, entry);
     }
 
-    fn remove_if_same(&self, entry: &Entry) {
-        if let Some((_, old)) = self.cache.remove_if(&entry.id, |v| Arc::ptr_eq(v, entry)) {
-            lock(&self.index).remove(&old);
-        }
-    }
-
-    fn bump(&self, id: &Uuid) {
-        self.stripes[Self::stripe(id)].fetch_add(1, Ordering::AcqRel);
-    }
-
     /// Drops one session (an invalidation or a local delete); returns whether it was cached.
     pub(crate) fn invalidate(&self, id: &Uuid) -> bool {
-        self.bump(id);
+        let _w = self.write_guard();
+        self.stripes[Self::stripe(id)].fetch_add(1, Ordering::AcqRel);
         match self.cache.remove(id) {
             Some((_, old)) => {
                 lock(&self.index).remove(&old);
@@ -199,6 +194,7 @@ impl SessionCache {
 
     /// Drops every cached session of a user; returns how many.
     pub(crate) fn invalidate_user(&self, user_id: &Uuid) -> usize {
+        let _w = self.write_guard();
         self.global.fetch_add(1, Ordering::AcqRel);
         let ids = take(&mut lock(&self.index).by_user, *user_id);
         self.remove_where(&ids, |e| e.user_id == *user_id)
@@ -206,11 +202,13 @@ impl SessionCache {
 
     /// Drops every cached session of a group; returns how many.
     pub(crate) fn invalidate_group(&self, group_id: &Uuid) -> usize {
+        let _w = self.write_guard();
         self.global.fetch_add(1, Ordering::AcqRel);
         let ids = take(&mut lock(&self.index).by_group, *group_id);
         self.remove_where(&ids, |e| e.group_id == Some(*group_id))
     }
 
+    /// Removes those of `ids` matching `pred` (caller holds the write guard).
     fn remove_where(&self, ids: &[Uuid], pred: impl Fn(&SessionData) -> bool) -> usize {
         let mut n = 0;
         for id in ids {
@@ -224,6 +222,7 @@ impl SessionCache {
 
     /// Drops everything.
     pub(crate) fn clear(&self) {
+        let _w = self.write_guard();
         self.global.fetch_add(1, Ordering::AcqRel);
         self.cache.clear();
         let mut index = lock(&self.index);
@@ -233,6 +232,7 @@ impl SessionCache {
 
     /// Marks the start of a resync: loads already in flight must not be cached.
     pub(crate) fn bump_all(&self) {
+        let _w = self.write_guard();
         self.global.fetch_add(1, Ordering::AcqRel);
     }
 

@@ -56,6 +56,8 @@ mod stats;
 mod store;
 mod token;
 mod traced;
+#[cfg(feature = "axum")]
+pub mod web;
 mod write;
 
 pub use backend::Backend;

@@ -50,8 +50,9 @@ use session_core::{Backend, Config, Result, SessionManager};
 use sqlx::PgPool;
 
 pub use locks::SqlxLockProvider;
-pub use notifier::{DeliveryFault, NotifierOptions, SqlxNotifier};
+pub use notifier::SqlxNotifier;
 pub use schema::{ensure_schema, missing_objects};
+pub use session_core::postgres::{DeliveryFault, NotifierOptions};
 pub use store::SqlxStore;
 
 /// The three sqlx parts of one node, typed (for access to backend-specific

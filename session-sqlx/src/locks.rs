@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use session_core::postgres::{Sql, lease_micros};
+use session_core::postgres::locks::ACQUIRE_ATTEMPTS;
+use session_core::postgres::{LockStatus, Sql, lease_micros};
 use session_core::{Config, Error, Lease, LockProvider, Result};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 use uuid::Uuid;
@@ -39,13 +40,6 @@ impl std::fmt::Debug for SqlxLockProvider {
     }
 }
 
-/// What the lock row says, for explaining a failed acquire or extend.
-struct Status {
-    is_owner: bool,
-    live: bool,
-    expires_at: DateTime<Utc>,
-}
-
 impl SqlxLockProvider {
     /// A lock provider for `config`'s schema and table prefix on `pool`.
     /// Does not touch the database (the schema must exist).
@@ -64,7 +58,7 @@ impl SqlxLockProvider {
         sqlx::query(AssertSqlSafe(Arc::clone(text)))
     }
 
-    async fn status(&self, resource: &str, owner: Uuid) -> Result<Option<Status>> {
+    async fn status(&self, resource: &str, owner: Uuid) -> Result<Option<LockStatus>> {
         let row = self
             .query(&self.sql.statements.lock_status)
             .bind(resource)
@@ -74,7 +68,7 @@ impl SqlxLockProvider {
             .map_err(store("reading a lock"))?;
         let what = "decoding a lock";
         row.map(|r| {
-            Ok(Status {
+            Ok(LockStatus {
                 is_owner: r.try_get(0).map_err(store(what))?,
                 live: r.try_get(1).map_err(store(what))?,
                 expires_at: r.try_get(2).map_err(store(what))?,
@@ -88,12 +82,9 @@ impl SqlxLockProvider {
 impl LockProvider for SqlxLockProvider {
     async fn try_acquire(&self, resource: &str, owner: Uuid, lease: Duration) -> Result<Lease> {
         // A failed attempt reads the row to report who holds it until when;
-        // if that lease ended in between, try again (bounded). Under heavy
-        // churn every attempt can lose to another owner whose short hold is
-        // over by the time we look: the lock was held at each attempt, so
-        // that is `LockHeld` (with the last expiry seen), never a store error.
-        let mut last_seen = None;
-        for _ in 0..3 {
+        // if that lease ended in between, try again (bounded).
+        let mut last = None;
+        for _ in 0..ACQUIRE_ATTEMPTS {
             let row = self
                 .query(&self.sql.statements.lock_acquire)
                 .bind(resource)
@@ -108,21 +99,13 @@ impl LockProvider for SqlxLockProvider {
                     expires_at: row.try_get(1).map_err(store("decoding a lease"))?,
                 });
             }
-            match self.status(resource, owner).await? {
-                Some(s) if s.live && !s.is_owner => {
-                    return Err(Error::LockHeld {
-                        resource: resource.to_owned(),
-                        expires_at: s.expires_at,
-                    });
-                }
-                Some(s) => last_seen = Some(s.expires_at),
-                None => {}
+            let status = self.status(resource, owner).await?;
+            if let Some(e) = LockStatus::acquire_failure(status, resource) {
+                return Err(e);
             }
+            last = status;
         }
-        Err(Error::LockHeld {
-            resource: resource.to_owned(),
-            expires_at: last_seen.unwrap_or_else(Utc::now),
-        })
+        Err(LockStatus::acquire_gave_up(last, resource))
     }
 
     async fn extend(&self, resource: &str, owner: Uuid, lease: Duration) -> Result<DateTime<Utc>> {
@@ -137,14 +120,10 @@ impl LockProvider for SqlxLockProvider {
         if let Some(row) = row {
             return row.try_get(0).map_err(store("decoding a lease"));
         }
-        match self.status(resource, owner).await? {
-            Some(s) if s.is_owner => Err(Error::LockExpired {
-                resource: resource.to_owned(),
-            }),
-            _ => Err(Error::LockNotHeld {
-                resource: resource.to_owned(),
-            }),
-        }
+        Err(LockStatus::extend_failure(
+            self.status(resource, owner).await?,
+            resource,
+        ))
     }
 
     async fn release(&self, resource: &str, owner: Uuid) -> Result<()> {

@@ -2,55 +2,17 @@
 //! [`PgListener`] per subscription.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::postgres::Sql;
+use session_core::postgres::{Backoff, DeliveryFault, NotifierOptions, Sql};
 use session_core::{Config, Error, Invalidation, Notifier, NotifierEvent, Result};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
 use uuid::Uuid;
 
 use crate::error::store;
-
-/// Tuning of a [`SqlxNotifier`]'s listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotifierOptions {
-    /// How often the listening connection is pinged (`SELECT
-    /// pg_backend_pid()`). A ping that fails, takes longer than
-    /// [`liveness_timeout`](Self::liveness_timeout) or answers from another
-    /// server process counts as a lost connection: the listener reconnects and sends
-    /// [`NotifierEvent::Resync`]. So a half-open connection is found within
-    /// about `liveness_interval + liveness_timeout`. Default 10 s.
-    pub liveness_interval: Duration,
-    /// Longest a liveness ping may take. Default 5 s.
-    pub liveness_timeout: Duration,
-    /// First delay between reconnect attempts; doubles up to
-    /// [`reconnect_max`](Self::reconnect_max), each wait randomly shortened
-    /// by up to half (jitter). Default 100 ms.
-    pub reconnect_min: Duration,
-    /// Longest delay between reconnect attempts. Default 10 s.
-    pub reconnect_max: Duration,
-    /// Longest a connection attempt may take. Default 10 s.
-    pub connect_timeout: Duration,
-    /// Capacity of the event channel handed to the engine. Default 1024.
-    pub channel_capacity: usize,
-}
-
-impl Default for NotifierOptions {
-    fn default() -> Self {
-        NotifierOptions {
-            liveness_interval: Duration::from_secs(10),
-            liveness_timeout: Duration::from_secs(5),
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            channel_capacity: 1024,
-        }
-    }
-}
 
 /// A [`Notifier`] on PostgreSQL LISTEN/NOTIFY.
 ///
@@ -225,57 +187,6 @@ impl Notifier for SqlxNotifier {
     }
 }
 
-/// **Fault injection, for tests**: cuts and restores a [`SqlxNotifier`]'s
-/// delivery. See [`SqlxNotifier::fault_injection`].
-#[derive(Clone, Debug)]
-pub struct DeliveryFault {
-    cut: Arc<watch::Sender<bool>>,
-    /// Number of listening connections currently open.
-    connected: Arc<watch::Sender<usize>>,
-}
-
-impl DeliveryFault {
-    fn new() -> Self {
-        DeliveryFault {
-            cut: Arc::new(watch::channel(false).0),
-            connected: Arc::new(watch::channel(0).0),
-        }
-    }
-
-    /// Closes every listening connection of the notifier and keeps them
-    /// closed until [`restore`](Self::restore). Returns once they are
-    /// closed (or after 10 s), so anything published afterwards is lost.
-    pub async fn cut(&self) {
-        self.cut.send_replace(true);
-        let mut connected = self.connected.subscribe();
-        let _ = timeout(Duration::from_secs(10), connected.wait_for(|n| *n == 0)).await;
-    }
-
-    /// Lets the listeners reconnect; each sends
-    /// [`NotifierEvent::Resync`] once it is listening again. Returns at
-    /// once.
-    pub fn restore(&self) {
-        self.cut.send_replace(false);
-    }
-
-    /// Whether delivery is currently cut.
-    pub fn is_cut(&self) -> bool {
-        *self.cut.borrow()
-    }
-
-    /// Number of this notifier's listening connections that are open.
-    pub fn connected_listeners(&self) -> usize {
-        *self.connected.borrow()
-    }
-}
-
-/// `delay` scaled by a random factor in [0.5, 1], so nodes that lost the
-/// server together do not reconnect in lockstep.
-fn jittered(delay: Duration) -> Duration {
-    let per_mille = (Uuid::new_v4().as_u128() % 501) as f64;
-    delay.mul_f64(0.5 + per_mille / 1000.0)
-}
-
 /// Why the connected phase of the listen loop ended.
 enum Disconnect {
     /// The engine dropped its receiver: stop.
@@ -297,12 +208,10 @@ impl ListenTask {
     async fn run(self, first: Listening) {
         let mut listening = first;
         loop {
-            self.fault.connected.send_modify(|n| *n += 1);
+            self.fault.listener_opened();
             let outcome = self.listen(&mut listening).await;
             drop(listening);
-            self.fault
-                .connected
-                .send_modify(|n| *n = n.saturating_sub(1));
+            self.fault.listener_closed();
             if matches!(outcome, Disconnect::Stop) {
                 return;
             }
@@ -320,7 +229,7 @@ impl ListenTask {
     /// Delivers notifications until the connection is lost or cut.
     async fn listen(&self, listening: &mut Listening) -> Disconnect {
         let Listening { listener, pid } = listening;
-        let mut cut = self.fault.cut.subscribe();
+        let mut cut = self.fault.watch_cut();
         let mut next_ping = Instant::now() + self.options.liveness_interval;
         loop {
             if *cut.borrow_and_update() {
@@ -376,8 +285,8 @@ impl ListenTask {
     /// Waits while delivery is cut, then connects with exponential backoff.
     /// `None` if the engine dropped its receiver meanwhile.
     async fn reconnect(&self) -> Option<Listening> {
-        let mut cut = self.fault.cut.subscribe();
-        let mut delay = self.options.reconnect_min;
+        let mut cut = self.fault.watch_cut();
+        let mut backoff = Backoff::new(&self.options);
         loop {
             while *cut.borrow_and_update() {
                 tokio::select! {
@@ -399,12 +308,12 @@ impl ListenTask {
                 Ok(listener) if !*cut.borrow() => return Some(listener),
                 Ok(_) => continue,
                 Err(e) => {
+                    let delay = backoff.next_delay();
                     tracing::warn!(channel = %self.channel, error = %e, retry_in = ?delay, "listener reconnect failed");
                     tokio::select! {
                         _ = self.tx.closed() => return None,
-                        _ = sleep(jittered(delay)) => {}
+                        _ = sleep(delay) => {}
                     }
-                    delay = (delay * 2).min(self.options.reconnect_max);
                 }
             }
         }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
-use session_core::postgres::{CreateParams, Sql, UpdateParams, rows};
+use chrono::{DateTime, Utc};
+use session_core::postgres::{CreateParams, Sql, UpdateParams, inactivity_cutoff, rows};
 use session_core::{
     CleanupOutcome, Config, Error, NodeId, Result, SecretHash, SessionLimit, SessionMeta,
     SessionRecord, SessionStore, UpdateOutcome, UpdateRequest,
@@ -287,13 +287,9 @@ impl SessionStore for SqlxStore {
         batch_size: usize,
         origin: NodeId,
     ) -> Result<CleanupOutcome> {
-        let cutoff = TimeDelta::from_std(inactivity)
-            .ok()
-            .and_then(|d| now.checked_sub_signed(d))
-            .unwrap_or(DateTime::UNIX_EPOCH);
         let q = query(&self.sql.statements.cleanup)
             .bind(now)
-            .bind(cutoff)
+            .bind(inactivity_cutoff(now, inactivity))
             .bind(i64::try_from(batch_size).unwrap_or(i64::MAX))
             .bind(origin.0);
         let row = self.one(q, "cleaning up expired sessions").await?;

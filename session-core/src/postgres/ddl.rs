@@ -55,9 +55,9 @@ pub struct Schema {
     /// lock so that nodes starting together run them one at a time; run them
     /// all in ONE transaction.
     pub statements: Vec<String>,
-    /// A query without binds returning one `text` column: one row per missing
-    /// or outdated object (a human-readable name). No rows means the schema is
-    /// complete.
+    /// A query without binds returning one `text` column `missing`: one row
+    /// per missing or outdated object (a human-readable name). No rows means
+    /// the schema is complete.
     pub check: String,
 }
 
@@ -334,7 +334,7 @@ $fn$",
 fn check(n: &Names) -> String {
     let rel = |what: &str, name: &str| {
         format!(
-            "SELECT {} WHERE to_regclass({}) IS NULL",
+            "SELECT {} AS missing WHERE to_regclass({}) IS NULL",
             quote_literal(&format!("table {name} ({what})")),
             quote_literal(name)
         )
@@ -342,13 +342,13 @@ fn check(n: &Names) -> String {
     let func = |name: &str, args: &str| {
         let sig = format!("{name}({args})");
         format!(
-            "SELECT {} WHERE to_regprocedure({}) IS NULL",
+            "SELECT {} AS missing WHERE to_regprocedure({}) IS NULL",
             quote_literal(&format!("function {sig}")),
             quote_literal(&sig)
         )
     };
     let version = format!(
-        "SELECT {} WHERE to_regclass({sessions}) IS NOT NULL \
+        "SELECT {} AS missing WHERE to_regclass({sessions}) IS NOT NULL \
          AND obj_description(to_regclass({sessions}), 'pg_class') IS DISTINCT FROM {}",
         quote_literal(&format!(
             "schema version marker (comment {:?} on table {})",

@@ -10,10 +10,15 @@
 //! - [`statements`]: the SQL of every operation and its binds.
 //! - [`params`]: bind values of the create and update functions.
 //! - [`rows`]: decoding the load, create and update results.
+//! - [`locks`]: what a failed lock statement means.
+//! - [`listener`]: options, reconnect backoff and fault injection of the
+//!   LISTEN-based notifiers.
 //!
 //! [`Sql`] bundles them for one [`Config`].
 
 pub mod ddl;
+pub mod listener;
+pub mod locks;
 pub mod names;
 pub mod params;
 pub mod rows;
@@ -22,8 +27,10 @@ pub mod statements;
 use crate::config::Config;
 
 pub use ddl::{SCHEMA_VERSION, Schema};
+pub use listener::{Backoff, DeliveryFault, NotifierOptions};
+pub use locks::LockStatus;
 pub use names::{Names, quote_ident, quote_literal};
-pub use params::{CreateParams, UpdateParams, lease_micros};
+pub use params::{CreateParams, UpdateParams, inactivity_cutoff, lease_micros};
 pub use statements::Statements;
 
 /// Everything SQL a backend needs for one deployment: names, schema and

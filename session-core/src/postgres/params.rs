@@ -165,3 +165,13 @@ pub const MAX_LEASE: std::time::Duration = std::time::Duration::from_secs(100 * 
 pub fn lease_micros(lease: std::time::Duration) -> i64 {
     i64::try_from(lease.min(MAX_LEASE).as_micros()).unwrap_or(i64::MAX)
 }
+
+/// The `$2` bind of [`Statements::cleanup`](super::statements::Statements::cleanup):
+/// `now - inactivity`, or the Unix epoch when that is not representable (so
+/// an absurdly long inactivity deletes nothing for inactivity).
+pub fn inactivity_cutoff(now: DateTime<Utc>, inactivity: std::time::Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(inactivity)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}

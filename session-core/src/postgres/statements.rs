@@ -4,7 +4,9 @@
 //!
 //! Each field documents its binds (in order, with their PostgreSQL types)
 //! and its result. Times are `timestamptz`; lease durations are whole
-//! microseconds as `bigint`.
+//! microseconds as `bigint`. Every result column has a fixed name (an alias
+//! where PostgreSQL would otherwise derive one from a function name), because
+//! diesel reads `sql_query` rows by column name while sqlx reads by position.
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ fn micros(expr: &str) -> String {
 pub struct Statements {
     /// Loads a session with its attributes live at the given time, from one
     /// snapshot. Binds: `$1 uuid` id, `$2 timestamptz` now. Returns no row,
-    /// or one `text` column to pass to
+    /// or one `text` column `session` to pass to
     /// [`parse_load`](super::rows::parse_load).
     pub load: Arc<str>,
     /// Creates a session (with the per-user limit). Binds, in the order of
@@ -31,7 +33,7 @@ pub struct Statements {
     /// `$9 bool` include_inactivity, `$10 text[]` keys, `$11 text[]` values,
     /// `$12 timestamptz[]` attribute expiries (NULL elements allowed),
     /// `$13 bigint NULL` max sessions, `$14 bool` reject, `$15 uuid` origin.
-    /// Returns one `text` column for
+    /// Returns one `text` column `result` for
     /// [`parse_create`](super::rows::parse_create).
     pub create: Arc<str>,
     /// Updates a session. Binds, in the order of
@@ -42,7 +44,7 @@ pub struct Statements {
     /// expected versions (NULL = absent), `$10 bool` set group, `$11 uuid
     /// NULL` group, `$12 timestamptz NULL` new expiry, `$13 bool NULL` new
     /// include_inactivity, `$14 timestamptz` now, `$15 bool` notify, `$16
-    /// uuid` origin. Returns one `text` column for
+    /// uuid` origin. Returns one `text` column `result` for
     /// [`parse_update`](super::rows::parse_update).
     pub update: Arc<str>,
     /// Replaces the secret hash. Binds: `$1 uuid` id, `$2 bytea` new hash,
@@ -137,7 +139,7 @@ impl Statements {
         FROM {attributes} a
         WHERE a.session_id = s.id AND (a.expires_at IS NULL OR a.expires_at > $2)
     ), '[]'::json)
-)::text
+)::text AS session
 FROM {sessions} s
 WHERE s.id = $1",
                 created = micros("s.created_at"),
@@ -149,14 +151,14 @@ WHERE s.id = $1",
             create: s(format!(
                 "SELECT {}($1::uuid, $2::uuid, $3::uuid, $4::bytea, $5::timestamptz, \
                  $6::timestamptz, $7::timestamptz, $8::timestamptz, $9::boolean, $10::text[], \
-                 $11::text[], $12::timestamptz[], $13::bigint, $14::boolean, $15::uuid)",
+                 $11::text[], $12::timestamptz[], $13::bigint, $14::boolean, $15::uuid) AS result",
                 n.create_fn
             )),
             update: s(format!(
                 "SELECT {}($1::uuid, $2::bigint, $3::boolean, $4::boolean, $5::text[], \
                  $6::boolean[], $7::text[], $8::timestamptz[], $9::bigint[], $10::boolean, \
                  $11::uuid, $12::timestamptz, $13::boolean, $14::timestamptz, $15::boolean, \
-                 $16::uuid)",
+                 $16::uuid) AS result",
                 n.update_fn
             )),
             rotate_secret: s(format!(
@@ -179,7 +181,7 @@ FROM gone",
                 channel = super::names::quote_literal(&n.channel)
             )),
             delete_attribute_for_user: s(format!(
-                "SELECT {}($1::uuid, $2::text, $3::timestamptz, $4::uuid)",
+                "SELECT {}($1::uuid, $2::text, $3::timestamptz, $4::uuid) AS changed",
                 n.delete_attribute_fn
             )),
             list_user_sessions: s(format!(

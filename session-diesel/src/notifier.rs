@@ -1,0 +1,390 @@
+//! [`DieselNotifier`]: invalidations over LISTEN/NOTIFY, with a dedicated
+//! diesel-async connection per subscription.
+//!
+//! diesel-async's `notifications_stream()` never reconnects: after a lost
+//! connection it yields one error, then ends, and panics if polled again.
+//! So the listen loop here takes a *fresh* stream for every wait and drops
+//! it right after (a stream that ended is never polled again), treats an
+//! error or the end as a lost connection, and reconnects itself.
+//!
+//! The fresh-stream-per-wait shape is also how liveness is checked: the
+//! stream borrows the connection mutably, but between two waits the
+//! connection is free for a `SELECT 1`. Notifications that arrive meanwhile
+//! are not lost: diesel-async's connection task queues them until the next
+//! stream reads them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use diesel::pg::PgNotification;
+use diesel::sql_types::{Array, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::StreamExt;
+use session_core::postgres::{Backoff, DeliveryFault, NotifierOptions, Sql, quote_ident};
+use session_core::{Config, Error, Invalidation, Notifier, NotifierEvent, Result};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use uuid::Uuid;
+
+use crate::error::notifier;
+use crate::pool::{PgPool, connection};
+use crate::query::Statement;
+
+/// A [`Notifier`] on PostgreSQL LISTEN/NOTIFY through diesel-async.
+///
+/// - [`publish`](Notifier::publish) sends every payload of the invalidation
+///   with `pg_notify` in one statement (one transaction) on the pool, with
+///   the shared payload encoding of [`Invalidation::encode`].
+/// - [`subscribe`](Notifier::subscribe) returns once a dedicated connection
+///   (opened with `AsyncPgConnection::establish`, never taken from the pool)
+///   is listening on the deployment's channel; from then on every payload
+///   is delivered as [`NotifierEvent::Payload`], in order.
+/// - When the listening connection is lost (server restart,
+///   `pg_terminate_backend`, a failed or slow liveness check) notifications
+///   sent in the gap are lost, so after reconnecting and listening again the
+///   notifier sends [`NotifierEvent::Resync`]. Reconnects back off
+///   exponentially between [`NotifierOptions::reconnect_min`] and
+///   [`NotifierOptions::reconnect_max`], for as long as the receiver lives.
+/// - Every [`NotifierOptions::liveness_interval`] the listening connection
+///   runs `SELECT 1`; one that fails or exceeds
+///   [`NotifierOptions::liveness_timeout`] counts as lost, so a silently
+///   dead connection is found within about the sum of the two.
+/// - The listening connection's `application_name` is
+///   [`application_name`](Self::application_name) (unique per notifier), so
+///   an operator or a test can find or terminate exactly this listener.
+/// - Background work stops, and the connection closes, when the receiver is
+///   dropped.
+pub struct DieselNotifier {
+    pool: PgPool,
+    /// The URL as given (it may hold a password: never printed).
+    database_url: String,
+    sql: Arc<Sql>,
+    options: NotifierOptions,
+    id: Uuid,
+    fault: DeliveryFault,
+}
+
+impl std::fmt::Debug for DieselNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DieselNotifier")
+            .field("channel", &self.sql.names.channel)
+            .field("application_name", &self.application_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DieselNotifier {
+    /// A notifier for `config`'s deployment. `pool` is used for publishing;
+    /// each subscription opens its own connection to `database_url` (the
+    /// server the pool connects to).
+    pub fn new(
+        pool: PgPool,
+        database_url: impl Into<String>,
+        config: &Config,
+        options: NotifierOptions,
+    ) -> Self {
+        Self::with_sql(
+            pool,
+            database_url.into(),
+            Arc::new(Sql::new(config)),
+            options,
+        )
+    }
+
+    pub(crate) fn with_sql(
+        pool: PgPool,
+        database_url: String,
+        sql: Arc<Sql>,
+        options: NotifierOptions,
+    ) -> Self {
+        DieselNotifier {
+            pool,
+            database_url,
+            sql,
+            options,
+            id: Uuid::new_v4(),
+            fault: DeliveryFault::new(),
+        }
+    }
+
+    /// The notification channel (unique per schema and table prefix, the
+    /// same for every backend).
+    pub fn channel(&self) -> &str {
+        &self.sql.names.channel
+    }
+
+    /// The `application_name` of this notifier's listening connections:
+    /// `session-listener-diesel-<uuid>`, unique per notifier.
+    pub fn application_name(&self) -> String {
+        format!("session-listener-diesel-{}", self.id)
+    }
+
+    /// **Fault injection, for tests.** A handle that cuts this notifier's
+    /// delivery (every listening connection is closed and stays closed, so
+    /// notifications are really lost) and restores it (reconnect, listen,
+    /// then [`NotifierEvent::Resync`]). Has no effect unless used.
+    pub fn fault_injection(&self) -> DeliveryFault {
+        self.fault.clone()
+    }
+
+    fn target(&self) -> ListenTarget {
+        ListenTarget {
+            url: with_application_name(&self.database_url, &self.application_name()),
+            listen: format!("LISTEN {}", quote_ident(&self.sql.names.channel)),
+            channel: self.sql.names.channel.clone(),
+            options: self.options.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for DieselNotifier {
+    async fn publish(&self, invalidation: &Invalidation) -> Result<()> {
+        const WHAT: &str = "publishing an invalidation";
+        let payloads = invalidation.encode();
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let q = Statement::new(&self.sql.statements.publish).bind::<Array<Text>, _>(&payloads);
+        let mut conn = connection(&self.pool, WHAT).await.map_err(|e| match e {
+            Error::Store { message, source } => Error::Notifier { message, source },
+            other => other,
+        })?;
+        q.execute(&mut *conn).await.map_err(notifier(WHAT))?;
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<mpsc::Receiver<NotifierEvent>> {
+        let target = self.target();
+        let conn = target.connect().await?;
+        let (tx, rx) = mpsc::channel(self.options.channel_capacity.max(1));
+        let task = ListenTask {
+            target,
+            fault: self.fault.clone(),
+            tx,
+        };
+        tokio::spawn(task.run(conn));
+        Ok(rx)
+    }
+}
+
+/// `database_url` with `application_name` set to `name` (appended last, so
+/// it wins over one already in the URL). Handles both forms that
+/// tokio-postgres accepts: `postgres://...` URLs and `key=value` strings.
+fn with_application_name(database_url: &str, name: &str) -> String {
+    let is_url =
+        database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+    if is_url {
+        let separator = if database_url.contains('?') { '&' } else { '?' };
+        format!("{database_url}{separator}application_name={name}")
+    } else {
+        format!("{database_url} application_name={name}")
+    }
+}
+
+/// Where and how a listener connects.
+struct ListenTarget {
+    /// Connection URL including the listener's `application_name`.
+    url: String,
+    /// `LISTEN "<channel>"`.
+    listen: String,
+    channel: String,
+    options: NotifierOptions,
+}
+
+impl ListenTarget {
+    /// A new connection listening on the channel, within
+    /// [`NotifierOptions::connect_timeout`].
+    async fn connect(&self) -> Result<AsyncPgConnection> {
+        let connect = async {
+            let mut conn = AsyncPgConnection::establish(&self.url)
+                .await
+                .map_err(notifier("connecting the listener"))?;
+            conn.batch_execute(&self.listen)
+                .await
+                .map_err(notifier("starting to listen"))?;
+            Ok(conn)
+        };
+        match timeout(self.options.connect_timeout, connect).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Notifier {
+                message: format!(
+                    "connecting the listener timed out after {:?}",
+                    self.options.connect_timeout
+                ),
+                source: None,
+            }),
+        }
+    }
+}
+
+/// Why the connected phase of the listen loop ended.
+enum Disconnect {
+    /// The engine dropped its receiver: stop.
+    Stop,
+    /// The connection failed or a fault was injected: reconnect.
+    Reconnect,
+}
+
+/// What one wait on the listening connection produced.
+enum Wake {
+    Notification(PgNotification),
+    /// The stream yielded an error or ended: the connection is gone.
+    Lost(Option<diesel::result::Error>),
+    Ping,
+    CutChanged,
+    ReceiverDropped,
+}
+
+struct ListenTask {
+    target: ListenTarget,
+    fault: DeliveryFault,
+    tx: mpsc::Sender<NotifierEvent>,
+}
+
+impl ListenTask {
+    async fn run(self, first: AsyncPgConnection) {
+        let mut conn = first;
+        loop {
+            self.fault.listener_opened();
+            let outcome = self.listen(&mut conn).await;
+            // Dropping the connection ends its driver task and closes the socket.
+            drop(conn);
+            self.fault.listener_closed();
+            if matches!(outcome, Disconnect::Stop) {
+                return;
+            }
+            conn = match self.reconnect().await {
+                Some(c) => c,
+                None => return,
+            };
+            // Listening again: anything sent during the gap is lost.
+            if self.tx.send(NotifierEvent::Resync).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Delivers notifications until the connection is lost or cut, or the
+    /// receiver is dropped.
+    async fn listen(&self, conn: &mut AsyncPgConnection) -> Disconnect {
+        let channel = &self.target.channel;
+        let options = &self.target.options;
+        let mut cut = self.fault.watch_cut();
+        let mut next_ping = Instant::now() + options.liveness_interval;
+        loop {
+            if *cut.borrow_and_update() {
+                return Disconnect::Reconnect;
+            }
+            let wake = {
+                // A fresh stream per wait, dropped before the connection is
+                // used again; a stream that ended is never polled again.
+                let mut stream = std::pin::pin!(conn.notifications_stream());
+                tokio::select! {
+                    biased;
+                    _ = self.tx.closed() => Wake::ReceiverDropped,
+                    _ = cut.changed() => Wake::CutChanged,
+                    item = stream.next() => match item {
+                        Some(Ok(n)) => Wake::Notification(n),
+                        Some(Err(e)) => Wake::Lost(Some(e)),
+                        None => Wake::Lost(None),
+                    },
+                    _ = sleep_until(next_ping) => Wake::Ping,
+                }
+            };
+            match wake {
+                Wake::ReceiverDropped => return Disconnect::Stop,
+                Wake::CutChanged => continue,
+                Wake::Notification(n) => {
+                    // Only our channel is listened to; check anyway.
+                    if n.channel == *channel
+                        && self
+                            .tx
+                            .send(NotifierEvent::Payload(n.payload))
+                            .await
+                            .is_err()
+                    {
+                        return Disconnect::Stop;
+                    }
+                }
+                Wake::Lost(error) => {
+                    match error {
+                        Some(e) => {
+                            tracing::warn!(%channel, error = %e, "listener connection lost; reconnecting")
+                        }
+                        None => {
+                            tracing::warn!(%channel, "listener connection closed; reconnecting")
+                        }
+                    }
+                    return Disconnect::Reconnect;
+                }
+                Wake::Ping => {
+                    match timeout(options.liveness_timeout, conn.batch_execute("SELECT 1")).await {
+                        Ok(Ok(())) => next_ping = Instant::now() + options.liveness_interval,
+                        Ok(Err(e)) => {
+                            tracing::warn!(%channel, error = %e, "listener liveness check failed; reconnecting");
+                            return Disconnect::Reconnect;
+                        }
+                        Err(_) => {
+                            tracing::warn!(%channel, timeout = ?options.liveness_timeout, "listener liveness check timed out; reconnecting");
+                            return Disconnect::Reconnect;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits while delivery is cut, then connects with exponential backoff.
+    /// `None` if the engine dropped its receiver meanwhile.
+    async fn reconnect(&self) -> Option<AsyncPgConnection> {
+        let mut cut = self.fault.watch_cut();
+        let mut backoff = Backoff::new(&self.target.options);
+        loop {
+            while *cut.borrow_and_update() {
+                tokio::select! {
+                    _ = self.tx.closed() => return None,
+                    changed = cut.changed() => if changed.is_err() { return None },
+                }
+            }
+            let result = tokio::select! {
+                _ = self.tx.closed() => return None,
+                r = self.target.connect() => r,
+            };
+            match result {
+                // Cut again while connecting: drop it and wait.
+                Ok(_) if self.fault.is_cut() => continue,
+                Ok(conn) => return Some(conn),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(channel = %self.target.channel, error = %e, retry_in = ?delay, "listener reconnect failed");
+                    tokio::select! {
+                        _ = self.tx.closed() => return None,
+                        _ = sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_application_name;
+
+    #[test]
+    fn application_name_is_appended_to_both_connection_string_forms() {
+        assert_eq!(
+            with_application_name("postgres://u@h:5432/db", "n"),
+            "postgres://u@h:5432/db?application_name=n"
+        );
+        assert_eq!(
+            with_application_name("postgresql://h/db?sslmode=disable", "n"),
+            "postgresql://h/db?sslmode=disable&application_name=n"
+        );
+        assert_eq!(
+            with_application_name("host=h user=u", "n"),
+            "host=h user=u application_name=n"
+        );
+    }
+}
