@@ -3,7 +3,7 @@
 //! with the figures printed and written to `RELIABILITY.md`.
 //!
 //! ```text
-//! cargo run -p examples --bin soak                 # full run, writes RELIABILITY.md at the repository root
+//! cargo run -p examples --bin soak                 # full run (about 4 minutes), writes RELIABILITY.md at the repository root
 //! cargo run -p examples --bin soak -- --smoke      # a few seconds, small counts, writes nothing
 //! cargo run -p examples --bin soak -- --out FILE   # write the report elsewhere
 //! ```
@@ -51,21 +51,21 @@ struct Plan {
 
 const FULL: Plan = Plan {
     name: "full",
-    restarts: 5,
+    restarts: 20,
     restart_writers: 8,
-    restart_gap: Duration::from_secs(3),
-    listener_kills: 20,
-    kill_gap: Duration::from_millis(500),
-    outages: 3,
+    restart_gap: Duration::from_secs(2),
+    listener_kills: 50,
+    kill_gap: Duration::from_millis(300),
+    outages: 5,
     outage_down_for: Duration::from_secs(3),
-    dropped_nodes: 3,
+    dropped_nodes: 5,
     lease: Duration::from_secs(2),
     counter_writers: 8,
     counter_increments: 1000,
     lock_contenders: 16,
     lock_rounds: 1000,
-    limit_rounds: 50,
-    race_updates: 2000,
+    limit_rounds: 200,
+    race_updates: 10_000,
     fan_out: 10_000,
 };
 
