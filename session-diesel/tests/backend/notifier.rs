@@ -100,11 +100,19 @@ async fn injected_cut_loses_notifications_until_restored_then_resyncs() {
 
     t.cut_delivery(0).await;
     assert_eq!(node.notifier.fault_injection().connected_listeners(), 0);
-    assert!(
-        backend_pid(t.admin(), &node.notifier.application_name())
-            .await
-            .is_none()
-    );
+    // The server notices the closed connection asynchronously: wait for its
+    // backend to leave pg_stat_activity.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while backend_pid(t.admin(), &node.notifier.application_name())
+        .await
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cut listener's connection is still open after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     other.notifier.publish(&inv(Uuid::new_v4())).await.unwrap();
     assert_eq!(next_event(&mut rx, Duration::from_millis(500)).await, None);
 
