@@ -73,9 +73,11 @@ impl Inner {
             }
             InvalidationKind::All => self.cache.clear(),
         }
-        // Counted once applied, so an observer that sees the count also
-        // sees the eviction.
-        Counters::add(&self.counters.invalidations_received, 1);
+        // Counted once applied (Release, paired with the Acquire in
+        // `stats()`): a reader that sees the count also sees the entries gone.
+        self.counters
+            .invalidations_received
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Revalidates every cached entry against the store by version, in
@@ -92,6 +94,7 @@ impl Inner {
                 Ok(v) => v.into_iter().collect(),
                 Err(e) => {
                     self.cache.clear();
+                    Counters::add(&self.counters.resync_failures, 1);
                     return Err(e);
                 }
             };

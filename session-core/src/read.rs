@@ -26,6 +26,25 @@ impl SessionManager {
     ///
     /// Errors: [`Error::NotFound`] for an unknown id, a wrong secret (checked
     /// in constant time) or a dead session, all alike.
+    ///
+    /// # While the database is unreachable
+    ///
+    /// Cached sessions keep being served: a cached read needs no database,
+    /// and while the database is down nobody can commit a write the cached
+    /// copy would miss. Reads that need the store (not cached, or bypassing
+    /// the cache as above) fail with [`Error::Store`] once the pool gives up
+    /// (its acquire timeout); they never hang on their own. When this node's
+    /// listener is connected again it revalidates every cached entry by
+    /// version (a resync) and drops the changed ones; if the store still
+    /// cannot be read then, the whole cache is dropped instead
+    /// ([`Stats::resync_failures`](crate::Stats::resync_failures)).
+    ///
+    /// If only this node lost the database (a network partition) while
+    /// other nodes still write, its cached copies can be stale until its
+    /// listener reconnects and the resync runs. Pass the version the client
+    /// last saw as `min_version` (signed cookies carry it) for
+    /// read-your-writes, and bound the staleness of idle entries with
+    /// `Config::max_session_lifetime_in_cache`.
     pub async fn get_session(&self, token: &SessionToken, opts: GetOptions) -> Result<Session> {
         let inner = &self.inner;
         inner.check_open()?;

@@ -470,6 +470,41 @@ mod tests {
             proptest::prop_assert!(signer().verify(&input).is_err());
         }
 
+        /// Any edit of a genuine value (a character replaced, removed or
+        /// inserted) is rejected, and nothing verifies unless it is exactly
+        /// what `sign` makes.
+        #[test]
+        fn edited_values_never_verify(
+            payload in ".{0,64}",
+            at in proptest::num::usize::ANY,
+            c in "[A-Za-z0-9_=+/.-]",
+            how in 0..3u8,
+        ) {
+            let s = signer();
+            let genuine = s.sign(&payload);
+            let at = at % genuine.len();
+            let edited = match how {
+                0 => format!("{}{c}{}", &genuine[..at], &genuine[at + 1..]),
+                1 => format!("{}{}", &genuine[..at], &genuine[at + 1..]),
+                _ => format!("{}{c}{}", &genuine[..at], &genuine[at..]),
+            };
+            proptest::prop_assume!(edited != genuine);
+            proptest::prop_assert!(matches!(s.verify(&edited), Err(Error::InvalidSignature)));
+            proptest::prop_assert!(s.verify_token(&edited).is_err());
+        }
+
+        /// A genuine token signed with another key or purpose is refused.
+        #[test]
+        fn other_keys_and_purposes_never_verify(key in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            proptest::prop_assume!(&key != KEY_A);
+            let token = SessionToken::generate(Uuid::new_v4()).unwrap();
+            let other_key = CookieSigner::new("session", &key).unwrap();
+            let other_purpose = CookieSigner::new("csrf", KEY_A).unwrap();
+            let s = signer();
+            proptest::prop_assert!(s.verify_token(&other_key.sign_token(&token, Some(1))).is_err());
+            proptest::prop_assert!(s.verify_token(&other_purpose.sign_token(&token, Some(1))).is_err());
+        }
+
         #[test]
         fn random_payloads_round_trip(payload in ".{0,300}") {
             let s = signer();

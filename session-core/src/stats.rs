@@ -37,6 +37,7 @@ pub(crate) struct Counters {
     pub(crate) malformed_notifications: AtomicU64,
     pub(crate) resyncs: AtomicU64,
     pub(crate) resync_evictions: AtomicU64,
+    pub(crate) resync_failures: AtomicU64,
     pub(crate) last_access_writes: AtomicU64,
     pub(crate) cleanup_runs: AtomicU64,
     pub(crate) cleanup_sessions_deleted: AtomicU64,
@@ -54,7 +55,7 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self, cached_sessions: usize) -> Stats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &AtomicU64| c.load(Ordering::Acquire);
         Stats {
             cache_hits: self.hits.iter().map(|p| get(&p.0)).sum(),
             cache_misses: get(&self.misses),
@@ -63,6 +64,7 @@ impl Counters {
             malformed_notifications: get(&self.malformed_notifications),
             resyncs: get(&self.resyncs),
             resync_evictions: get(&self.resync_evictions),
+            resync_failures: get(&self.resync_failures),
             last_access_writes: get(&self.last_access_writes),
             cleanup_runs: get(&self.cleanup_runs),
             cleanup_sessions_deleted: get(&self.cleanup_sessions_deleted),
@@ -80,7 +82,8 @@ pub struct Stats {
     pub cache_hits: u64,
     /// Reads that went to the store (absent, forced, stale or too old).
     pub cache_misses: u64,
-    /// Invalidations from other nodes processed.
+    /// Invalidations from other nodes processed: counted after they were
+    /// applied, so once this reaches `n` the first `n` are reflected in reads.
     pub invalidations_received: u64,
     /// Invalidations this node published itself and skipped on receipt.
     pub own_invalidations_skipped: u64,
@@ -90,6 +93,10 @@ pub struct Stats {
     pub resyncs: u64,
     /// Entries dropped by those revalidations.
     pub resync_evictions: u64,
+    /// Revalidations that failed because the store could not be read (for
+    /// example a pooled connection that died with a server restart): the
+    /// whole cache was cleared instead, which is safe but cold.
+    pub resync_failures: u64,
     /// Last-access batch writes issued to the store.
     pub last_access_writes: u64,
     /// Cleanup runs this node performed (while holding the cleanup lock).

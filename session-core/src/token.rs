@@ -194,5 +194,22 @@ mod tests {
         fn parsing_never_panics(s in ".{0,100}") {
             let _ = s.parse::<SessionToken>();
         }
+
+        /// Whatever parses is the one canonical spelling of its token.
+        #[test]
+        fn accepted_strings_are_canonical(s in "[A-Za-z0-9_-]{64}") {
+            if let Ok(t) = s.parse::<SessionToken>() {
+                proptest::prop_assert_eq!(t.to_string(), s);
+            }
+        }
+
+        /// A token with any other secret never verifies against the stored hash.
+        #[test]
+        fn other_secrets_never_verify(secret in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            let real = SessionToken::generate(Uuid::new_v4()).unwrap();
+            let forged = SessionToken { id: real.id(), secret };
+            proptest::prop_assume!(forged.secret != real.secret);
+            proptest::prop_assert!(!forged.verify(&real.secret_hash()));
+        }
     }
 }

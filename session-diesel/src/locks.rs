@@ -81,6 +81,7 @@ impl DieselLockProvider {
 impl LockProvider for DieselLockProvider {
     async fn try_acquire(&self, resource: &str, owner: Uuid, lease: Duration) -> Result<Lease> {
         const WHAT: &str = "acquiring a lock";
+        let mut last = None;
         for _ in 0..ACQUIRE_ATTEMPTS {
             let q = Statement::new(&self.sql.statements.lock_acquire)
                 .bind::<Text, _>(resource)
@@ -103,8 +104,9 @@ impl LockProvider for DieselLockProvider {
             if let Some(e) = LockStatus::acquire_failure(status, resource) {
                 return Err(e);
             }
+            last = status;
         }
-        Err(LockStatus::acquire_gave_up(resource))
+        Err(LockStatus::acquire_gave_up(last, resource))
     }
 
     async fn extend(&self, resource: &str, owner: Uuid, lease: Duration) -> Result<DateTime<Utc>> {

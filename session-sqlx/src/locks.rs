@@ -83,6 +83,7 @@ impl LockProvider for SqlxLockProvider {
     async fn try_acquire(&self, resource: &str, owner: Uuid, lease: Duration) -> Result<Lease> {
         // A failed attempt reads the row to report who holds it until when;
         // if that lease ended in between, try again (bounded).
+        let mut last = None;
         for _ in 0..ACQUIRE_ATTEMPTS {
             let row = self
                 .query(&self.sql.statements.lock_acquire)
@@ -102,8 +103,9 @@ impl LockProvider for SqlxLockProvider {
             if let Some(e) = LockStatus::acquire_failure(status, resource) {
                 return Err(e);
             }
+            last = status;
         }
-        Err(LockStatus::acquire_gave_up(resource))
+        Err(LockStatus::acquire_gave_up(last, resource))
     }
 
     async fn extend(&self, resource: &str, owner: Uuid, lease: Duration) -> Result<DateTime<Utc>> {

@@ -84,7 +84,7 @@ impl SqlxNotifier {
         self.fault.clone()
     }
 
-    async fn connect_listener(&self) -> Result<PgListener> {
+    async fn connect_listener(&self) -> Result<Listening> {
         connect_listener(
             &self.pool,
             &self.application_name(),
@@ -95,12 +95,21 @@ impl SqlxNotifier {
     }
 }
 
+/// A listening connection and the server process behind it.
+struct Listening {
+    listener: PgListener,
+    /// `pg_backend_pid()` of the connection we listen on. If a ping ever
+    /// answers from another process, the connection was replaced without us
+    /// seeing the loss, and notifications may have been missed.
+    pid: i32,
+}
+
 async fn connect_listener(
     pool: &PgPool,
     application_name: &str,
     channel: &str,
     options: &NotifierOptions,
-) -> Result<PgListener> {
+) -> Result<Listening> {
     let connect_options = pool
         .connect_options()
         .as_ref()
@@ -119,11 +128,19 @@ async fn connect_listener(
     let connect = async {
         let mut listener = PgListener::connect_with(&listener_pool).await?;
         listener.ignore_pool_close_event(true);
+        // sqlx's own reconnect hides a lost connection whenever the call
+        // that noticed it is cancelled (our `select!` drops `try_recv` at
+        // every ping): the next call reconnects silently and the gap is
+        // never reported. We reconnect ourselves, so every gap is a Resync.
+        listener.eager_reconnect(false);
         listener.listen(channel).await?;
-        Ok::<_, sqlx::Error>(listener)
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut listener)
+            .await?;
+        Ok::<_, sqlx::Error>(Listening { listener, pid })
     };
     match timeout(options.connect_timeout, connect).await {
-        Ok(Ok(listener)) => Ok(listener),
+        Ok(Ok(listening)) => Ok(listening),
         Ok(Err(e)) => Err(Error::notifier("connecting the listener", e)),
         Err(_) => Err(Error::Notifier {
             message: format!(
@@ -188,17 +205,17 @@ struct ListenTask {
 }
 
 impl ListenTask {
-    async fn run(self, first: PgListener) {
-        let mut listener = first;
+    async fn run(self, first: Listening) {
+        let mut listening = first;
         loop {
             self.fault.listener_opened();
-            let outcome = self.listen(&mut listener).await;
-            drop(listener);
+            let outcome = self.listen(&mut listening).await;
+            drop(listening);
             self.fault.listener_closed();
             if matches!(outcome, Disconnect::Stop) {
                 return;
             }
-            listener = match self.reconnect().await {
+            listening = match self.reconnect().await {
                 Some(l) => l,
                 None => return,
             };
@@ -210,7 +227,8 @@ impl ListenTask {
     }
 
     /// Delivers notifications until the connection is lost or cut.
-    async fn listen(&self, listener: &mut PgListener) -> Disconnect {
+    async fn listen(&self, listening: &mut Listening) -> Disconnect {
+        let Listening { listener, pid } = listening;
         let mut cut = self.fault.watch_cut();
         let mut next_ping = Instant::now() + self.options.liveness_interval;
         loop {
@@ -229,12 +247,10 @@ impl ListenTask {
                         }
                     }
                     Ok(None) => {
-                        // sqlx lost the connection and (eager reconnect)
-                        // is listening again on a new one: report the gap.
-                        tracing::warn!(channel = %self.channel, "listener connection lost; resyncing");
-                        if self.tx.send(NotifierEvent::Resync).await.is_err() {
-                            return Disconnect::Stop;
-                        }
+                        // The connection was lost (no eager reconnect):
+                        // reconnect, listen, then report the gap.
+                        tracing::warn!(channel = %self.channel, "listener connection lost; reconnecting");
+                        return Disconnect::Reconnect;
                     }
                     Err(e) => {
                         tracing::warn!(channel = %self.channel, error = %e, "listener failed; reconnecting");
@@ -242,9 +258,16 @@ impl ListenTask {
                     }
                 },
                 _ = tokio::time::sleep_until(next_ping) => {
-                    let ping = sqlx::query("SELECT 1").execute(&mut *listener);
+                    let ping = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                        .fetch_one(&mut *listener);
                     match timeout(self.options.liveness_timeout, ping).await {
-                        Ok(Ok(_)) => next_ping = Instant::now() + self.options.liveness_interval,
+                        Ok(Ok(answered)) if answered == *pid => {
+                            next_ping = Instant::now() + self.options.liveness_interval;
+                        }
+                        Ok(Ok(_)) => {
+                            tracing::warn!(channel = %self.channel, "listener connection was replaced unseen; reconnecting");
+                            return Disconnect::Reconnect;
+                        }
                         Ok(Err(e)) => {
                             tracing::warn!(channel = %self.channel, error = %e, "listener ping failed; reconnecting");
                             return Disconnect::Reconnect;
@@ -261,7 +284,7 @@ impl ListenTask {
 
     /// Waits while delivery is cut, then connects with exponential backoff.
     /// `None` if the engine dropped its receiver meanwhile.
-    async fn reconnect(&self) -> Option<PgListener> {
+    async fn reconnect(&self) -> Option<Listening> {
         let mut cut = self.fault.watch_cut();
         let mut backoff = Backoff::new(&self.options);
         loop {

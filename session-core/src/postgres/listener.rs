@@ -14,8 +14,10 @@ use tokio::sync::watch;
 /// Tuning of a notifier's listening connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifierOptions {
-    /// How often the listening connection is checked with a `SELECT 1` on
-    /// that same connection. A check that fails or takes longer than
+    /// How often the listening connection is checked with a query on that
+    /// same connection (`SELECT 1`; the sqlx notifier asks
+    /// `pg_backend_pid()` and also counts an answer from another server
+    /// process as a lost connection). A check that fails or takes longer than
     /// [`liveness_timeout`](Self::liveness_timeout) counts as a lost
     /// connection: the notifier reconnects and sends
     /// [`NotifierEvent::Resync`](crate::NotifierEvent::Resync). So a

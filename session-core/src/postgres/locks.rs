@@ -48,12 +48,17 @@ impl LockStatus {
         }
     }
 
-    /// After [`ACQUIRE_ATTEMPTS`] attempts that each found the lease ending
-    /// in between: a store error.
-    pub fn acquire_gave_up(resource: &str) -> Error {
-        Error::store_msg(format!(
-            "lock `{resource}` kept changing while being acquired"
-        ))
+    /// After [`ACQUIRE_ATTEMPTS`] attempts that each lost to another owner
+    /// whose lease had ended by the time its status was read (heavy churn):
+    /// [`Error::LockHeld`], since another owner held the lock at every
+    /// attempt, with the expiry `last` showed (the node's clock if no row was
+    /// seen). Not a store error: [`DistributedLock::lock`](crate::DistributedLock::lock)
+    /// retries `LockHeld`, and nothing failed.
+    pub fn acquire_gave_up(last: Option<LockStatus>, resource: &str) -> Error {
+        Error::LockHeld {
+            resource: resource.to_owned(),
+            expires_at: last.map_or_else(Utc::now, |s| s.expires_at),
+        }
     }
 }
 
@@ -78,6 +83,18 @@ mod tests {
         assert!(LockStatus::acquire_failure(status(false, false), "r").is_none());
         assert!(LockStatus::acquire_failure(status(true, true), "r").is_none());
         assert!(LockStatus::acquire_failure(None, "r").is_none());
+    }
+
+    #[test]
+    fn giving_up_under_churn_is_lock_held_not_a_store_error() {
+        assert!(matches!(
+            LockStatus::acquire_gave_up(status(false, false), "r"),
+            Error::LockHeld { expires_at, .. } if expires_at == DateTime::UNIX_EPOCH
+        ));
+        assert!(matches!(
+            LockStatus::acquire_gave_up(None, "r"),
+            Error::LockHeld { .. }
+        ));
     }
 
     #[test]
