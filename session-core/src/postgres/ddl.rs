@@ -241,17 +241,17 @@ DECLARE
     v_conflict text;
     v_attrs json;
 BEGIN
-    -- Lock first: every later statement sees all writers that committed
-    -- before we got the lock (fresh snapshot per statement).
-    SELECT version, expires_at INTO v_version, v_expires
-    FROM {sessions} WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND OR v_expires <= p_now THEN
-        RETURN '{{\"status\":\"not_found\"}}';
-    END IF;
-    IF p_check_version AND v_version <> p_base_version THEN
-        RETURN '{{\"status\":\"version_conflict\"}}';
-    END IF;
     IF p_check_attributes THEN
+        -- Lock first: every later statement sees all writers that committed
+        -- before we got the lock (fresh snapshot per statement).
+        SELECT version, expires_at INTO v_version, v_expires
+        FROM {sessions} WHERE id = p_id FOR UPDATE;
+        IF NOT FOUND OR v_expires <= p_now THEN
+            RETURN '{{\"status\":\"not_found\"}}';
+        END IF;
+        IF p_check_version AND v_version <> p_base_version THEN
+            RETURN '{{\"status\":\"version_conflict\"}}';
+        END IF;
         -- Expired attributes count as absent (NULL version).
         SELECT c.k INTO v_conflict
         FROM unnest(p_keys, p_expected) WITH ORDINALITY AS c(k, expected, ord)
@@ -265,9 +265,35 @@ BEGIN
             RETURN json_build_object('status', 'attribute_conflict', 'key', v_conflict)::text;
         END IF;
     END IF;
-    DELETE FROM {attributes} a
-    USING unnest(p_keys, p_removes) AS c(k, r)
-    WHERE c.r AND a.session_id = p_id AND a.key = c.k;
+    -- The version bump takes the row lock (if not held yet) and, under READ
+    -- COMMITTED, re-checks its condition against the newest committed row,
+    -- so it is also the version check; the statements after it see every
+    -- writer that committed before it got the lock (fresh snapshot per
+    -- statement). One statement instead of SELECT ... FOR UPDATE + UPDATE.
+    UPDATE {sessions}
+    SET version = version + 1,
+        updated_at = p_now,
+        group_id = CASE WHEN p_set_group THEN p_group_id ELSE group_id END,
+        expires_at = coalesce(p_expires_at, expires_at),
+        include_inactivity = coalesce(p_include_inactivity, include_inactivity)
+    WHERE id = p_id
+      AND expires_at > p_now
+      AND (p_check_attributes OR NOT p_check_version OR version = p_base_version)
+    RETURNING version INTO v_version;
+    IF NOT FOUND THEN
+        -- Only reachable without p_check_attributes (that branch holds the lock
+        -- and checked both conditions already).
+        SELECT expires_at INTO v_expires FROM {sessions} WHERE id = p_id;
+        IF NOT FOUND OR v_expires <= p_now THEN
+            RETURN '{{\"status\":\"not_found\"}}';
+        END IF;
+        RETURN '{{\"status\":\"version_conflict\"}}';
+    END IF;
+    IF true = ANY(p_removes) THEN
+        DELETE FROM {attributes} a
+        USING unnest(p_keys, p_removes) AS c(k, r)
+        WHERE c.r AND a.session_id = p_id AND a.key = c.k;
+    END IF;
     -- Writing a key continues its version sequence, even from an expired row.
     WITH written AS (
         INSERT INTO {attributes} AS a (session_id, key, value, expires_at, version)
@@ -280,14 +306,6 @@ BEGIN
         RETURNING a.key, a.version
     )
     SELECT coalesce(json_agg(json_build_array(key, version)), '[]') INTO v_attrs FROM written;
-    UPDATE {sessions}
-    SET version = version + 1,
-        updated_at = p_now,
-        group_id = CASE WHEN p_set_group THEN p_group_id ELSE group_id END,
-        expires_at = coalesce(p_expires_at, expires_at),
-        include_inactivity = coalesce(p_include_inactivity, include_inactivity)
-    WHERE id = p_id
-    RETURNING version INTO v_version;
     IF p_notify THEN
         PERFORM pg_notify({channel}, '1;' || p_origin::text || ';s;' || p_id::text);
     END IF;
