@@ -61,7 +61,11 @@ impl Inner {
                 .await?;
             total.sessions_deleted += out.sessions_deleted;
             total.attributes_deleted += out.attributes_deleted;
-            if (out.sessions_deleted as usize) < batch && (out.attributes_deleted as usize) < batch
+            total.log_entries_pruned += out.log_entries_pruned;
+            let full = |n: u64| n as usize >= batch;
+            if !full(out.sessions_deleted)
+                && !full(out.attributes_deleted)
+                && !full(out.log_entries_pruned)
             {
                 break;
             }

@@ -21,6 +21,42 @@ pub enum MaxSessionsPolicy {
     Reject,
 }
 
+/// How PostgreSQL nodes learn of each other's writes. Every node of one
+/// deployment must use the same mode: the schema records it, and a node
+/// configured otherwise refuses to start (see
+/// [`postgres::ddl`](crate::postgres::ddl)).
+///
+/// Backends without PostgreSQL (the in-memory one) ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidationDelivery {
+    /// Every write appends its invalidation to an invalidation-log table in
+    /// the same statement and sends no NOTIFY; nodes read the log from their
+    /// last position when woken (a coalesced NOTIFY sent after commits, at
+    /// most one per [`Config::invalidation_wakeup_interval`] per node) and
+    /// at least every [`Config::invalidation_poll_interval`]. After a
+    /// delivery gap a node replays exactly what it missed. Writes scale with
+    /// group commit. The default.
+    #[default]
+    Log,
+    /// Every write calls `pg_notify` inside its own transaction, as
+    /// go-pg-session does. Lower latency on an idle server, but PostgreSQL
+    /// serialises all notifying commits of the instance (one WAL flush at a
+    /// time), and after a gap the cache is revalidated by version.
+    Notify,
+}
+
+impl InvalidationDelivery {
+    /// The name used in configuration and in the schema marker: `log` or
+    /// `notify`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidationDelivery::Log => "log",
+            InvalidationDelivery::Notify => "notify",
+        }
+    }
+}
+
 /// Configuration of a [`SessionManager`](crate::SessionManager).
 ///
 /// Every field of go-pg-session's `Config` is here with its default.
@@ -76,6 +112,25 @@ pub struct Config {
     /// Sessions checked per store call when revalidating the cache after a
     /// notification gap. Default 1000.
     pub resync_batch_size: usize,
+    /// How invalidations travel between PostgreSQL nodes. Default
+    /// [`InvalidationDelivery::Log`].
+    pub invalidation_delivery: InvalidationDelivery,
+    /// Log mode: invalidation-log entries are kept at least this long; a
+    /// node that was cut off for longer revalidates its cache by version
+    /// instead of replaying. Pruned by the cleanup job, which in log mode
+    /// runs at least this often. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub invalidation_log_retention: Duration,
+    /// Log mode: a node reads the log at least this often even when no
+    /// wake-up arrives (a writer that died between its commit and its
+    /// wake-up). Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub invalidation_poll_interval: Duration,
+    /// Log mode: a node sends at most one wake-up NOTIFY per this interval,
+    /// covering every write it committed meanwhile. Zero sends one per
+    /// write burst as fast as they go. Default 5 ms.
+    #[serde(with = "humantime_serde")]
+    pub invalidation_wakeup_interval: Duration,
 }
 
 impl Default for Config {
@@ -99,6 +154,10 @@ impl Default for Config {
             max_session_lifetime_in_cache: Duration::from_secs(48 * 3600),
             update_with_max_attempts: 10,
             resync_batch_size: 1000,
+            invalidation_delivery: InvalidationDelivery::Log,
+            invalidation_log_retention: Duration::from_secs(600),
+            invalidation_poll_interval: Duration::from_secs(1),
+            invalidation_wakeup_interval: Duration::from_millis(5),
         }
     }
 }
@@ -115,6 +174,16 @@ pub fn is_plain_identifier(s: &str) -> bool {
 }
 
 impl Config {
+    /// How often the cleanup job runs: [`cleanup_interval`](Self::cleanup_interval),
+    /// or in log mode at most [`invalidation_log_retention`](Self::invalidation_log_retention),
+    /// so the log holds at most about twice the retention.
+    pub fn cleanup_period(&self) -> Duration {
+        match self.invalidation_delivery {
+            InvalidationDelivery::Log => self.cleanup_interval.min(self.invalidation_log_retention),
+            InvalidationDelivery::Notify => self.cleanup_interval,
+        }
+    }
+
     /// Checks every field and returns [`Error::InvalidConfig`] naming the
     /// first bad one.
     pub fn validate(&self) -> Result<()> {
@@ -183,6 +252,24 @@ impl Config {
         if self.update_with_max_attempts == 0 {
             return bad("update_with_max_attempts must be at least 1".into());
         }
+        if self.invalidation_poll_interval.is_zero()
+            || self.invalidation_poll_interval > Duration::from_secs(3600)
+        {
+            return bad("invalidation_poll_interval must be between 1 ns and 1 h".into());
+        }
+        if self.invalidation_wakeup_interval > Duration::from_secs(1) {
+            return bad("invalidation_wakeup_interval must be at most 1 s".into());
+        }
+        // The retention must comfortably exceed the poll interval, or a
+        // healthy node could find its position pruned between two reads.
+        let min_retention = (self.invalidation_poll_interval * 10).max(Duration::from_secs(10));
+        if self.invalidation_log_retention < min_retention
+            || self.invalidation_log_retention > Duration::from_secs(30 * 24 * 3600)
+        {
+            return bad(format!(
+                "invalidation_log_retention must be between {min_retention:?} (10 poll intervals, at least 10 s) and 30 days"
+            ));
+        }
         Ok(())
     }
 }
@@ -236,6 +323,45 @@ mod tests {
             };
             assert!(
                 matches!(c.validate(), Err(Error::InvalidConfig(m)) if m.contains("table_prefix"))
+            );
+        }
+    }
+
+    #[test]
+    fn invalidation_settings_deserialize_and_are_checked() {
+        let c: Config = serde_json::from_str(
+            r#"{"invalidation_delivery":"notify","invalidation_log_retention":"1h","invalidation_poll_interval":"250ms"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.invalidation_delivery, InvalidationDelivery::Notify);
+        assert_eq!(c.invalidation_log_retention, Duration::from_secs(3600));
+        assert_eq!(c.invalidation_poll_interval, Duration::from_millis(250));
+        c.validate().unwrap();
+        assert_eq!(
+            Config::default().invalidation_delivery,
+            InvalidationDelivery::Log
+        );
+        for bad in [
+            Config {
+                invalidation_poll_interval: Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                invalidation_log_retention: Duration::from_secs(5),
+                ..Config::default()
+            },
+            Config {
+                invalidation_poll_interval: Duration::from_secs(120),
+                ..Config::default()
+            },
+            Config {
+                invalidation_wakeup_interval: Duration::from_secs(2),
+                ..Config::default()
+            },
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(Error::InvalidConfig(m)) if m.contains("invalidation_")),
+                "{bad:?}"
             );
         }
     }

@@ -26,6 +26,10 @@ pub(crate) async fn listen(
         let Some(inner) = weak.upgrade() else { return };
         match event {
             Some(NotifierEvent::Payload(p)) => inner.apply_payload(&p),
+            Some(NotifierEvent::Replayed) => {
+                Counters::add(&inner.counters.replays, 1);
+                Counters::add(&inner.counters.resyncs, 1);
+            }
             Some(NotifierEvent::Resync) => {
                 if let Err(e) = inner.resync().await {
                     tracing::warn!(error = %e, "resync failed; cache cleared instead");

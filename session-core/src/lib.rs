@@ -63,7 +63,9 @@ mod write;
 pub use backend::Backend;
 pub use cleanup::CLEANUP_LOCK;
 pub use clock::{Clock, ManualClock, SystemClock, truncate_micros};
-pub use config::{Config, MAX_BIND_PARAMETERS, MaxSessionsPolicy, is_plain_identifier};
+pub use config::{
+    Config, InvalidationDelivery, MAX_BIND_PARAMETERS, MaxSessionsPolicy, is_plain_identifier,
+};
 pub use error::{BoxError, Error, Result};
 pub use invalidation::{
     Invalidation, InvalidationKind, MAX_IDS_PER_PAYLOAD, MAX_PAYLOAD_BYTES, MalformedPayload,

@@ -132,7 +132,7 @@ impl SessionManager {
             )),
             tokio::spawn(periodic(
                 weak,
-                inner.config.cleanup_interval,
+                inner.config.cleanup_period(),
                 inner.stop.subscribe(),
                 |inner| async move {
                     if let Err(e) = inner.run_cleanup().await {

@@ -15,6 +15,10 @@ pub enum NotifierEvent {
     /// Delivery may have had a gap (connection lost and re-established): any
     /// invalidation may have been missed, so the engine revalidates its cache.
     Resync,
+    /// Delivery had a gap, and every payload published during it has been
+    /// delivered since (a notifier that replays a log): nothing to
+    /// revalidate. The engine only counts it.
+    Replayed,
 }
 
 /// Broadcasts invalidations between nodes.

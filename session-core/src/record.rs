@@ -211,4 +211,6 @@ pub struct CleanupOutcome {
     pub sessions_deleted: u64,
     /// Expired attributes deleted.
     pub attributes_deleted: u64,
+    /// Invalidation-log entries pruned (PostgreSQL stores; zero elsewhere).
+    pub log_entries_pruned: u64,
 }

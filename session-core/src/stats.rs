@@ -36,6 +36,7 @@ pub(crate) struct Counters {
     pub(crate) own_invalidations_skipped: AtomicU64,
     pub(crate) malformed_notifications: AtomicU64,
     pub(crate) resyncs: AtomicU64,
+    pub(crate) replays: AtomicU64,
     pub(crate) resync_evictions: AtomicU64,
     pub(crate) resync_failures: AtomicU64,
     pub(crate) last_access_writes: AtomicU64,
@@ -63,6 +64,7 @@ impl Counters {
             own_invalidations_skipped: get(&self.own_invalidations_skipped),
             malformed_notifications: get(&self.malformed_notifications),
             resyncs: get(&self.resyncs),
+            replays: get(&self.replays),
             resync_evictions: get(&self.resync_evictions),
             resync_failures: get(&self.resync_failures),
             last_access_writes: get(&self.last_access_writes),
@@ -89,9 +91,13 @@ pub struct Stats {
     pub own_invalidations_skipped: u64,
     /// Notification payloads that failed to parse (ignored).
     pub malformed_notifications: u64,
-    /// Completed cache revalidations after a notification gap.
+    /// Completed recoveries from a notification gap: cache revalidations,
+    /// and (log mode) replays of the invalidation log.
     pub resyncs: u64,
-    /// Entries dropped by those revalidations.
+    /// Those recoveries that replayed the invalidation log, delivering
+    /// exactly the invalidations missed (no revalidation needed).
+    pub replays: u64,
+    /// Entries dropped by revalidations.
     pub resync_evictions: u64,
     /// Revalidations that failed because the store could not be read (for
     /// example a pooled connection that died with a server restart): the

@@ -69,13 +69,21 @@ impl DieselBackend {
         config.validate()?;
         let sql = Arc::new(Sql::new(config));
         ensure_schema(&pool, &sql, config.create_schema_if_missing).await?;
+        // One wake-up per node: the store's writes and the notifier's
+        // publishes share its coalescing.
+        let wake = crate::log::wake_up(&pool, &sql);
         Ok(DieselBackend {
-            store: Arc::new(DieselStore::with_sql(pool.clone(), Arc::clone(&sql))),
+            store: Arc::new(DieselStore::with_sql(
+                pool.clone(),
+                Arc::clone(&sql),
+                wake.clone(),
+            )),
             notifier: Arc::new(DieselNotifier::with_sql(
                 pool.clone(),
                 database_url.to_owned(),
                 Arc::clone(&sql),
                 options,
+                wake,
             )),
             locks: Arc::new(DieselLockProvider::with_sql(pool, sql)),
         })

@@ -39,6 +39,7 @@
 mod backend;
 mod error;
 mod locks;
+mod log;
 mod notifier;
 mod pool;
 mod query;

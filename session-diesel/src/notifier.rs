@@ -20,29 +20,44 @@ use diesel::pg::PgNotification;
 use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
-use session_core::postgres::{Backoff, DeliveryFault, NotifierOptions, Sql, quote_ident};
-use session_core::{Config, Error, Invalidation, Notifier, NotifierEvent, Result};
+use session_core::postgres::{
+    Backoff, DeliveryFault, ListenSink, LogFeed, LogKick, NotifierOptions, Sql, WakeUp, quote_ident,
+};
+use session_core::{
+    Config, Error, Invalidation, InvalidationDelivery, Notifier, NotifierEvent, Result,
+};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use uuid::Uuid;
 
 use crate::error::notifier;
+use crate::log::DieselLogReader;
 use crate::pool::{PgPool, connection};
 use crate::query::Statement;
 
-/// A [`Notifier`] on PostgreSQL LISTEN/NOTIFY through diesel-async.
+/// A [`Notifier`] on PostgreSQL through diesel-async, in the deployment's
+/// [`InvalidationDelivery`] mode.
 ///
-/// - [`publish`](Notifier::publish) sends every payload of the invalidation
-///   with `pg_notify` in one statement (one transaction) on the pool, with
-///   the shared payload encoding of [`Invalidation::encode`].
+/// - [`publish`](Notifier::publish) publishes every payload of the
+///   invalidation (the shared encoding of [`Invalidation::encode`]) in one
+///   statement (one transaction) on the pool: appended to the invalidation
+///   log and followed by a wake-up (log mode), or with `pg_notify` (notify
+///   mode).
 /// - [`subscribe`](Notifier::subscribe) returns once a dedicated connection
 ///   (opened with `AsyncPgConnection::establish`, never taken from the pool)
-///   is listening on the deployment's channel; from then on every payload
-///   is delivered as [`NotifierEvent::Payload`], in order.
-/// - When the listening connection is lost (server restart,
-///   `pg_terminate_backend`, a failed or slow liveness check) notifications
-///   sent in the gap are lost, so after reconnecting and listening again the
-///   notifier sends [`NotifierEvent::Resync`]. Reconnects back off
+///   is listening on the deployment's channel and, in log mode, the log
+///   position is established; from then on every payload is delivered as
+///   [`NotifierEvent::Payload`].
+/// - **Log mode**: a notification or a reconnect makes the [`LogFeed`] read
+///   the log from its position, as does every
+///   [`Config::invalidation_poll_interval`]; a connection loss loses
+///   nothing, and [`NotifierEvent::Resync`] is sent only if the position
+///   was pruned meanwhile.
+/// - **Notify mode**: when the listening connection is lost (server
+///   restart, `pg_terminate_backend`, a failed or slow liveness check)
+///   notifications sent in the gap are lost, so after reconnecting and
+///   listening again the notifier sends [`NotifierEvent::Resync`].
+/// - Reconnects back off
 ///   exponentially between [`NotifierOptions::reconnect_min`] and
 ///   [`NotifierOptions::reconnect_max`], for as long as the receiver lives.
 /// - Every [`NotifierOptions::liveness_interval`] the listening connection
@@ -62,6 +77,7 @@ pub struct DieselNotifier {
     options: NotifierOptions,
     id: Uuid,
     fault: DeliveryFault,
+    wake: WakeUp,
 }
 
 impl std::fmt::Debug for DieselNotifier {
@@ -83,12 +99,9 @@ impl DieselNotifier {
         config: &Config,
         options: NotifierOptions,
     ) -> Self {
-        Self::with_sql(
-            pool,
-            database_url.into(),
-            Arc::new(Sql::new(config)),
-            options,
-        )
+        let sql = Arc::new(Sql::new(config));
+        let wake = crate::log::wake_up(&pool, &sql);
+        Self::with_sql(pool, database_url.into(), sql, options, wake)
     }
 
     pub(crate) fn with_sql(
@@ -96,6 +109,7 @@ impl DieselNotifier {
         database_url: String,
         sql: Arc<Sql>,
         options: NotifierOptions,
+        wake: WakeUp,
     ) -> Self {
         DieselNotifier {
             pool,
@@ -104,6 +118,7 @@ impl DieselNotifier {
             options,
             id: Uuid::new_v4(),
             fault: DeliveryFault::new(),
+            wake,
         }
     }
 
@@ -121,8 +136,9 @@ impl DieselNotifier {
 
     /// **Fault injection, for tests.** A handle that cuts this notifier's
     /// delivery (every listening connection is closed and stays closed, so
-    /// notifications are really lost) and restores it (reconnect, listen,
-    /// then [`NotifierEvent::Resync`]). Has no effect unless used.
+    /// notifications are really lost, and the log is not read) and restores
+    /// it (reconnect, listen, then replay the log, or
+    /// [`NotifierEvent::Resync`] in notify mode). Has no effect unless used.
     pub fn fault_injection(&self) -> DeliveryFault {
         self.fault.clone()
     }
@@ -151,6 +167,7 @@ impl Notifier for DieselNotifier {
             other => other,
         })?;
         q.execute(&mut *conn).await.map_err(notifier(WHAT))?;
+        self.wake.wake();
         Ok(())
     }
 
@@ -158,10 +175,35 @@ impl Notifier for DieselNotifier {
         let target = self.target();
         let conn = target.connect().await?;
         let (tx, rx) = mpsc::channel(self.options.channel_capacity.max(1));
+        let sink = match self.sql.delivery {
+            InvalidationDelivery::Notify => ListenSink::forward(tx),
+            InvalidationDelivery::Log => {
+                // Listening already, so no wake-up after this position is missed.
+                let kick = Arc::new(LogKick::new());
+                let reader = DieselLogReader {
+                    pool: self.pool.clone(),
+                    sql: Arc::clone(&self.sql),
+                };
+                let feed = LogFeed::start(
+                    reader,
+                    tx.clone(),
+                    Arc::clone(&kick),
+                    self.fault.clone(),
+                    self.sql.poll_interval,
+                )
+                .await
+                .map_err(|e| match e {
+                    Error::Store { message, source } => Error::Notifier { message, source },
+                    other => other,
+                })?;
+                tokio::spawn(feed.run());
+                ListenSink::kick(tx, kick)
+            }
+        };
         let task = ListenTask {
             target,
             fault: self.fault.clone(),
-            tx,
+            sink,
         };
         tokio::spawn(task.run(conn));
         Ok(rx)
@@ -239,7 +281,7 @@ enum Wake {
 struct ListenTask {
     target: ListenTarget,
     fault: DeliveryFault,
-    tx: mpsc::Sender<NotifierEvent>,
+    sink: ListenSink,
 }
 
 impl ListenTask {
@@ -258,8 +300,8 @@ impl ListenTask {
                 Some(c) => c,
                 None => return,
             };
-            // Listening again: anything sent during the gap is lost.
-            if self.tx.send(NotifierEvent::Resync).await.is_err() {
+            // Listening again: notifications sent during the gap are lost.
+            if !self.sink.reconnected().await {
                 return;
             }
         }
@@ -282,7 +324,7 @@ impl ListenTask {
                 let mut stream = std::pin::pin!(conn.notifications_stream());
                 tokio::select! {
                     biased;
-                    _ = self.tx.closed() => Wake::ReceiverDropped,
+                    _ = self.sink.closed() => Wake::ReceiverDropped,
                     _ = cut.changed() => Wake::CutChanged,
                     item = stream.next() => match item {
                         Some(Ok(n)) => Wake::Notification(n),
@@ -297,13 +339,7 @@ impl ListenTask {
                 Wake::CutChanged => continue,
                 Wake::Notification(n) => {
                     // Only our channel is listened to; check anyway.
-                    if n.channel == *channel
-                        && self
-                            .tx
-                            .send(NotifierEvent::Payload(n.payload))
-                            .await
-                            .is_err()
-                    {
+                    if n.channel == *channel && !self.sink.notification(n.payload).await {
                         return Disconnect::Stop;
                     }
                 }
@@ -343,12 +379,12 @@ impl ListenTask {
         loop {
             while *cut.borrow_and_update() {
                 tokio::select! {
-                    _ = self.tx.closed() => return None,
+                    _ = self.sink.closed() => return None,
                     changed = cut.changed() => if changed.is_err() { return None },
                 }
             }
             let result = tokio::select! {
-                _ = self.tx.closed() => return None,
+                _ = self.sink.closed() => return None,
                 r = self.target.connect() => r,
             };
             match result {
@@ -359,7 +395,7 @@ impl ListenTask {
                     let delay = backoff.next_delay();
                     tracing::warn!(channel = %self.target.channel, error = %e, retry_in = ?delay, "listener reconnect failed");
                     tokio::select! {
-                        _ = self.tx.closed() => return None,
+                        _ = self.sink.closed() => return None,
                         _ = sleep(delay) => {}
                     }
                 }

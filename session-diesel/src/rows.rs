@@ -76,6 +76,27 @@ pub(crate) struct CleanupRow {
     pub(crate) sessions_deleted: i64,
     #[diesel(sql_type = BigInt)]
     pub(crate) attributes_deleted: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) log_pruned: i64,
+}
+
+/// `log_read`: the new position, whether entries were lost, the payloads.
+#[derive(QueryableByName)]
+pub(crate) struct LogReadRow {
+    #[diesel(sql_type = Text)]
+    pub(crate) position: String,
+    #[diesel(sql_type = Bool)]
+    pub(crate) lost: bool,
+    #[diesel(sql_type = diesel::sql_types::Array<Text>)]
+    pub(crate) payloads: Vec<String>,
+}
+
+/// `wake`: the NOTIFY's (empty) result.
+#[derive(QueryableByName)]
+pub(crate) struct WakeRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    #[allow(dead_code)]
+    pub(crate) woke: Option<String>,
 }
 
 /// The schema check: one missing object.

@@ -1,7 +1,7 @@
 //! Checking and creating the schema at start-up.
 
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
-use session_core::postgres::Sql;
+use session_core::postgres::{Schema, Sql};
 use session_core::{Error, Result};
 
 use crate::error::store;
@@ -22,6 +22,9 @@ pub async fn ensure_schema(pool: &PgPool, sql: &Sql, create: bool) -> Result<()>
     let missing = missing_objects(pool, sql).await?;
     if missing.is_empty() {
         return Ok(());
+    }
+    if let Some(conflict) = Schema::delivery_conflict(&missing) {
+        return Err(Error::InvalidConfig(conflict.to_owned()));
     }
     if !create {
         return Err(Error::store_msg(format!(

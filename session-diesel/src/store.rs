@@ -10,7 +10,7 @@ use diesel::sql_types::{
     Array, BigInt, Binary, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::RunQueryDsl;
-use session_core::postgres::{CreateParams, Sql, UpdateParams, inactivity_cutoff, rows};
+use session_core::postgres::{CreateParams, Sql, UpdateParams, WakeUp, inactivity_cutoff, rows};
 use session_core::{
     CleanupOutcome, Config, Error, NodeId, Result, SecretHash, SessionLimit, SessionMeta,
     SessionRecord, SessionStore, UpdateOutcome, UpdateRequest,
@@ -34,8 +34,11 @@ use crate::rows::{
 /// Every operation is one statement, prepared once per connection and then
 /// one round trip, and atomic: create, update and the token rotation run the
 /// schema's plpgsql functions, which check versions inside the database and
-/// call `pg_notify` in the same transaction, so an invalidation is delivered
-/// if and only if the write commits. Long id lists are split into payloads of
+/// publish the invalidation in the same transaction (appended to the
+/// invalidation log, or `pg_notify` in notify mode), so an invalidation is
+/// delivered if and only if the write commits. In log mode a write that
+/// published then asks for a coalesced wake-up ([`WakeUp`]), sent after the
+/// commit. Long id lists are split into payloads of
 /// at most [`MAX_IDS_PER_PAYLOAD`](session_core::MAX_IDS_PER_PAYLOAD) ids, so
 /// deletes of any size work.
 ///
@@ -44,6 +47,7 @@ use crate::rows::{
 pub struct DieselStore {
     pool: PgPool,
     sql: Arc<Sql>,
+    wake: WakeUp,
 }
 
 impl std::fmt::Debug for DieselStore {
@@ -59,11 +63,20 @@ impl DieselStore {
     /// touch the database; see [`crate::ensure_schema`] (or use
     /// [`crate::DieselBackend::connect`], which does both).
     pub fn new(pool: PgPool, config: &Config) -> Self {
-        Self::with_sql(pool, Arc::new(Sql::new(config)))
+        let sql = Arc::new(Sql::new(config));
+        let wake = crate::log::wake_up(&pool, &sql);
+        Self::with_sql(pool, sql, wake)
     }
 
-    pub(crate) fn with_sql(pool: PgPool, sql: Arc<Sql>) -> Self {
-        DieselStore { pool, sql }
+    pub(crate) fn with_sql(pool: PgPool, sql: Arc<Sql>, wake: WakeUp) -> Self {
+        DieselStore { pool, sql, wake }
+    }
+
+    /// Wakes the other nodes' log readers if `published` (log mode).
+    fn published(&self, published: bool) {
+        if published {
+            self.wake.wake();
+        }
     }
 
     /// The pool this store uses.
@@ -109,7 +122,9 @@ impl SessionStore for DieselStore {
             .bind::<SqlUuid, _>(p.origin);
         let mut conn = self.conn(WHAT).await?;
         let row: ResultRow = q.get_result(&mut *conn).await.map_err(store(WHAT))?;
-        rows::parse_create(&row.result, limit.map_or(0, |l| l.max))
+        let evicted = rows::parse_create(&row.result, limit.map_or(0, |l| l.max))?;
+        self.published(!evicted.is_empty());
+        Ok(evicted)
     }
 
     async fn load(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<SessionRecord>> {
@@ -148,7 +163,9 @@ impl SessionStore for DieselStore {
             .bind::<SqlUuid, _>(p.origin);
         let mut conn = self.conn(WHAT).await?;
         let row: ResultRow = q.get_result(&mut *conn).await.map_err(store(WHAT))?;
-        rows::parse_update(&row.result, req)
+        let outcome = rows::parse_update(&row.result, req)?;
+        self.published(req.notify);
+        Ok(outcome)
     }
 
     async fn rotate_secret(
@@ -171,6 +188,7 @@ impl SessionStore for DieselStore {
             .optional()
             .map_err(store(WHAT))?;
         let row = row.ok_or(Error::NotFound)?;
+        self.published(true);
         Ok(UpdateOutcome {
             version: row.version,
             updated_at: now,
@@ -185,6 +203,7 @@ impl SessionStore for DieselStore {
             .bind::<SqlUuid, _>(origin.0);
         let mut conn = self.conn(WHAT).await?;
         let row: DeletedRow = q.get_result(&mut *conn).await.map_err(store(WHAT))?;
+        self.published(row.deleted > 0);
         Ok(row.deleted > 0)
     }
 
@@ -195,6 +214,7 @@ impl SessionStore for DieselStore {
             .bind::<SqlUuid, _>(origin.0);
         let mut conn = self.conn(WHAT).await?;
         let row: DeletedRow = q.get_result(&mut *conn).await.map_err(store(WHAT))?;
+        self.published(row.deleted > 0);
         Ok(count(row.deleted))
     }
 
@@ -205,6 +225,7 @@ impl SessionStore for DieselStore {
             .bind::<SqlUuid, _>(origin.0);
         let mut conn = self.conn(WHAT).await?;
         let row: DeletedRow = q.get_result(&mut *conn).await.map_err(store(WHAT))?;
+        self.published(row.deleted > 0);
         Ok(count(row.deleted))
     }
 
@@ -213,6 +234,7 @@ impl SessionStore for DieselStore {
         let q = Statement::new(&self.sql.statements.delete_all).bind::<SqlUuid, _>(origin.0);
         let mut conn = self.conn(WHAT).await?;
         let row: DeletedRow = q.get_result(&mut *conn).await.map_err(store(WHAT))?;
+        self.published(true);
         Ok(count(row.deleted))
     }
 
@@ -231,6 +253,7 @@ impl SessionStore for DieselStore {
             .bind::<SqlUuid, _>(origin.0);
         let mut conn = self.conn(WHAT).await?;
         let row: ChangedRow = q.get_result(&mut *conn).await.map_err(store(WHAT))?;
+        self.published(row.changed > 0);
         Ok(count(row.changed))
     }
 
@@ -299,9 +322,11 @@ impl SessionStore for DieselStore {
             .bind::<SqlUuid, _>(origin.0);
         let mut conn = self.conn(WHAT).await?;
         let row: CleanupRow = q.get_result(&mut *conn).await.map_err(store(WHAT))?;
+        self.published(row.sessions_deleted > 0);
         Ok(CleanupOutcome {
             sessions_deleted: count(row.sessions_deleted),
             attributes_deleted: count(row.attributes_deleted),
+            log_entries_pruned: count(row.log_pruned),
         })
     }
 }

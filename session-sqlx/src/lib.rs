@@ -4,11 +4,13 @@
 //! [`session_core::postgres`] (so sqlx and diesel nodes can share a database):
 //!
 //! - [`SqlxStore`] (`store.rs`): the [`SessionStore`](session_core::SessionStore);
-//!   one statement per operation, version checks and `pg_notify` inside the
-//!   database, atomic with the write.
-//! - [`SqlxNotifier`] (`notifier.rs`): LISTEN/NOTIFY on a dedicated
-//!   connection, liveness pings, reconnect with backoff, `Resync` after any
-//!   gap.
+//!   one statement per operation, version checks and the invalidation
+//!   inside the database, atomic with the write.
+//! - [`SqlxNotifier`] (`notifier.rs`): a dedicated LISTEN connection with
+//!   liveness pings and reconnect with backoff; in log mode (the default)
+//!   it wakes the reader of the invalidation log (`log.rs`), which replays
+//!   any gap; in notify mode it forwards payloads and sends `Resync` after
+//!   a gap.
 //! - [`SqlxLockProvider`] (`locks.rs`): lease locks timed by the database
 //!   clock, with fencing tokens.
 //!
@@ -39,6 +41,7 @@
 
 mod error;
 mod locks;
+mod log;
 mod notifier;
 mod schema;
 mod store;
@@ -88,12 +91,20 @@ impl SqlxBackend {
         config.validate()?;
         let sql = Arc::new(Sql::new(config));
         ensure_schema(&pool, &sql, config.create_schema_if_missing).await?;
+        // One wake-up per node: the store's writes and the notifier's
+        // publishes share its coalescing.
+        let wake = log::wake_up(&pool, &sql);
         Ok(SqlxBackend {
-            store: Arc::new(SqlxStore::with_sql(pool.clone(), Arc::clone(&sql))),
+            store: Arc::new(SqlxStore::with_sql(
+                pool.clone(),
+                Arc::clone(&sql),
+                wake.clone(),
+            )),
             notifier: Arc::new(SqlxNotifier::with_sql(
                 pool.clone(),
                 Arc::clone(&sql),
                 options,
+                wake,
             )),
             locks: Arc::new(SqlxLockProvider::with_sql(pool, sql)),
         })

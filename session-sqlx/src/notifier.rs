@@ -1,11 +1,15 @@
-//! [`SqlxNotifier`]: invalidations over LISTEN/NOTIFY with a dedicated
-//! [`PgListener`] per subscription.
+//! [`SqlxNotifier`]: invalidations through the invalidation log (or plain
+//! LISTEN/NOTIFY), with a dedicated [`PgListener`] per subscription.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use session_core::postgres::{Backoff, DeliveryFault, NotifierOptions, Sql};
-use session_core::{Config, Error, Invalidation, Notifier, NotifierEvent, Result};
+use session_core::postgres::{
+    Backoff, DeliveryFault, ListenSink, LogFeed, LogKick, NotifierOptions, Sql, WakeUp,
+};
+use session_core::{
+    Config, Error, Invalidation, InvalidationDelivery, Notifier, NotifierEvent, Result,
+};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::mpsc;
@@ -13,18 +17,29 @@ use tokio::time::{Instant, sleep, timeout};
 use uuid::Uuid;
 
 use crate::error::store;
+use crate::log::SqlxLogReader;
 
-/// A [`Notifier`] on PostgreSQL LISTEN/NOTIFY.
+/// A [`Notifier`] on PostgreSQL, in the deployment's
+/// [`InvalidationDelivery`] mode.
 ///
-/// - [`publish`](Notifier::publish) sends every payload of the invalidation
-///   with `pg_notify` in one statement (one transaction) on the pool.
+/// - [`publish`](Notifier::publish) publishes every payload of the
+///   invalidation in one statement (one transaction) on the pool: appended
+///   to the invalidation log and followed by a wake-up (log mode), or with
+///   `pg_notify` (notify mode).
 /// - [`subscribe`](Notifier::subscribe) returns once a dedicated connection
-///   (not one of the pool's) is listening on the deployment's channel; from
-///   then on every payload is delivered as [`NotifierEvent::Payload`].
-/// - When the listening connection is lost (server restart,
+///   (not one of the pool's) is listening on the deployment's channel and,
+///   in log mode, the log position is established; from then on every
+///   payload is delivered as [`NotifierEvent::Payload`].
+/// - **Log mode**: a notification or a reconnect makes the
+///   [`LogFeed`] read the log from its position, as does every
+///   [`Config::invalidation_poll_interval`]; a connection loss loses
+///   nothing, and [`NotifierEvent::Resync`] is sent only if the position
+///   was pruned meanwhile.
+/// - **Notify mode**: when the listening connection is lost (server restart,
 ///   `pg_terminate_backend`, a failed liveness ping) notifications sent in
 ///   the gap are lost, so after reconnecting and listening again the
-///   notifier sends [`NotifierEvent::Resync`]. Reconnects back off
+///   notifier sends [`NotifierEvent::Resync`].
+/// - Reconnects back off
 ///   exponentially between [`NotifierOptions::reconnect_min`] and
 ///   [`NotifierOptions::reconnect_max`].
 /// - The listening connection's `application_name` is
@@ -37,6 +52,7 @@ pub struct SqlxNotifier {
     options: NotifierOptions,
     id: Uuid,
     fault: DeliveryFault,
+    wake: WakeUp,
 }
 
 impl std::fmt::Debug for SqlxNotifier {
@@ -52,16 +68,24 @@ impl SqlxNotifier {
     /// A notifier for `config`'s deployment. `pool` is used for publishing
     /// and as the template (host, credentials) of the listening connections.
     pub fn new(pool: PgPool, config: &Config, options: NotifierOptions) -> Self {
-        Self::with_sql(pool, Arc::new(Sql::new(config)), options)
+        let sql = Arc::new(Sql::new(config));
+        let wake = crate::log::wake_up(&pool, &sql);
+        Self::with_sql(pool, sql, options, wake)
     }
 
-    pub(crate) fn with_sql(pool: PgPool, sql: Arc<Sql>, options: NotifierOptions) -> Self {
+    pub(crate) fn with_sql(
+        pool: PgPool,
+        sql: Arc<Sql>,
+        options: NotifierOptions,
+        wake: WakeUp,
+    ) -> Self {
         SqlxNotifier {
             pool,
             sql,
             options,
             id: Uuid::new_v4(),
             fault: DeliveryFault::new(),
+            wake,
         }
     }
 
@@ -78,8 +102,9 @@ impl SqlxNotifier {
 
     /// **Fault injection, for tests.** A handle that cuts this notifier's
     /// delivery (every listening connection is closed and stays closed, so
-    /// notifications are really lost) and restores it (reconnect, listen,
-    /// then [`NotifierEvent::Resync`]). Has no effect unless used.
+    /// notifications are really lost, and the log is not read) and restores
+    /// it (reconnect, listen, then replay the log, or
+    /// [`NotifierEvent::Resync`] in notify mode). Has no effect unless used.
     pub fn fault_injection(&self) -> DeliveryFault {
         self.fault.clone()
     }
@@ -168,19 +193,45 @@ impl Notifier for SqlxNotifier {
                 Error::Store { message, source } => Error::Notifier { message, source },
                 other => other,
             })?;
+        self.wake.wake();
         Ok(())
     }
 
     async fn subscribe(&self) -> Result<mpsc::Receiver<NotifierEvent>> {
         let listener = self.connect_listener().await?;
         let (tx, rx) = mpsc::channel(self.options.channel_capacity.max(1));
+        let sink = match self.sql.delivery {
+            InvalidationDelivery::Notify => ListenSink::forward(tx),
+            InvalidationDelivery::Log => {
+                // Listening already, so no wake-up after this position is missed.
+                let kick = Arc::new(LogKick::new());
+                let reader = SqlxLogReader {
+                    pool: self.pool.clone(),
+                    sql: Arc::clone(&self.sql),
+                };
+                let feed = LogFeed::start(
+                    reader,
+                    tx.clone(),
+                    Arc::clone(&kick),
+                    self.fault.clone(),
+                    self.sql.poll_interval,
+                )
+                .await
+                .map_err(|e| match e {
+                    Error::Store { message, source } => Error::Notifier { message, source },
+                    other => other,
+                })?;
+                tokio::spawn(feed.run());
+                ListenSink::kick(tx, kick)
+            }
+        };
         let task = ListenTask {
             pool: self.pool.clone(),
             application_name: self.application_name(),
             channel: self.sql.names.channel.clone(),
             options: self.options.clone(),
             fault: self.fault.clone(),
-            tx,
+            sink,
         };
         tokio::spawn(task.run(listener));
         Ok(rx)
@@ -201,7 +252,7 @@ struct ListenTask {
     channel: String,
     options: NotifierOptions,
     fault: DeliveryFault,
-    tx: mpsc::Sender<NotifierEvent>,
+    sink: ListenSink,
 }
 
 impl ListenTask {
@@ -219,8 +270,8 @@ impl ListenTask {
                 Some(l) => l,
                 None => return,
             };
-            // Listening again: anything sent during the gap is lost.
-            if self.tx.send(NotifierEvent::Resync).await.is_err() {
+            // Listening again: notifications sent during the gap are lost.
+            if !self.sink.reconnected().await {
                 return;
             }
         }
@@ -237,12 +288,11 @@ impl ListenTask {
             }
             tokio::select! {
                 biased;
-                _ = self.tx.closed() => return Disconnect::Stop,
+                _ = self.sink.closed() => return Disconnect::Stop,
                 _ = cut.changed() => continue,
                 received = listener.try_recv() => match received {
                     Ok(Some(n)) => {
-                        let event = NotifierEvent::Payload(n.payload().to_owned());
-                        if self.tx.send(event).await.is_err() {
+                        if !self.sink.notification(n.payload().to_owned()).await {
                             return Disconnect::Stop;
                         }
                     }
@@ -290,7 +340,7 @@ impl ListenTask {
         loop {
             while *cut.borrow_and_update() {
                 tokio::select! {
-                    _ = self.tx.closed() => return None,
+                    _ = self.sink.closed() => return None,
                     changed = cut.changed() => if changed.is_err() { return None },
                 }
             }
@@ -301,7 +351,7 @@ impl ListenTask {
                 &self.options,
             );
             let result = tokio::select! {
-                _ = self.tx.closed() => return None,
+                _ = self.sink.closed() => return None,
                 r = attempt => r,
             };
             match result {
@@ -311,7 +361,7 @@ impl ListenTask {
                     let delay = backoff.next_delay();
                     tracing::warn!(channel = %self.channel, error = %e, retry_in = ?delay, "listener reconnect failed");
                     tokio::select! {
-                        _ = self.tx.closed() => return None,
+                        _ = self.sink.closed() => return None,
                         _ = sleep(delay) => {}
                     }
                 }

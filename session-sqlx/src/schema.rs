@@ -1,6 +1,6 @@
 //! Checking and creating the schema at start-up.
 
-use session_core::postgres::Sql;
+use session_core::postgres::{Schema, Sql};
 use session_core::{Error, Result};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
@@ -16,6 +16,9 @@ pub async fn ensure_schema(pool: &PgPool, sql: &Sql, create: bool) -> Result<()>
     let missing = missing_objects(pool, sql).await?;
     if missing.is_empty() {
         return Ok(());
+    }
+    if let Some(conflict) = Schema::delivery_conflict(&missing) {
+        return Err(Error::InvalidConfig(conflict.to_owned()));
     }
     if !create {
         return Err(Error::store_msg(format!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use session_core::postgres::{CreateParams, Sql, UpdateParams, inactivity_cutoff, rows};
+use session_core::postgres::{CreateParams, Sql, UpdateParams, WakeUp, inactivity_cutoff, rows};
 use session_core::{
     CleanupOutcome, Config, Error, NodeId, Result, SecretHash, SessionLimit, SessionMeta,
     SessionRecord, SessionStore, UpdateOutcome, UpdateRequest,
@@ -21,8 +21,11 @@ use crate::error::store;
 /// Every operation is one statement, hence one round trip, and atomic:
 /// create, update and the token rotation run the schema's plpgsql functions
 /// (see [`session_core::postgres::ddl`]), which check versions inside the
-/// database and call `pg_notify` in the same transaction, so an invalidation
-/// is delivered if and only if the write commits. Long id lists are split
+/// database and publish the invalidation in the same transaction (appended
+/// to the invalidation log, or `pg_notify` in notify mode), so an
+/// invalidation is delivered if and only if the write commits. In log mode a
+/// write that published then asks for a coalesced wake-up
+/// ([`WakeUp`]), sent after the commit. Long id lists are split
 /// into payloads of at most [`MAX_IDS_PER_PAYLOAD`](session_core::MAX_IDS_PER_PAYLOAD)
 /// ids, so deletes of any size work.
 ///
@@ -31,6 +34,7 @@ use crate::error::store;
 pub struct SqlxStore {
     pool: PgPool,
     sql: Arc<Sql>,
+    wake: WakeUp,
 }
 
 impl std::fmt::Debug for SqlxStore {
@@ -52,11 +56,20 @@ impl SqlxStore {
     /// touch the database; see [`crate::ensure_schema`] (or use
     /// [`crate::SqlxBackend::connect`], which does both).
     pub fn new(pool: PgPool, config: &Config) -> Self {
-        Self::with_sql(pool, Arc::new(Sql::new(config)))
+        let sql = Arc::new(Sql::new(config));
+        let wake = crate::log::wake_up(&pool, &sql);
+        Self::with_sql(pool, sql, wake)
     }
 
-    pub(crate) fn with_sql(pool: PgPool, sql: Arc<Sql>) -> Self {
-        SqlxStore { pool, sql }
+    pub(crate) fn with_sql(pool: PgPool, sql: Arc<Sql>, wake: WakeUp) -> Self {
+        SqlxStore { pool, sql, wake }
+    }
+
+    /// Wakes the other nodes' log readers if `published` (log mode).
+    fn published(&self, published: bool) {
+        if published {
+            self.wake.wake();
+        }
     }
 
     /// The pool this store uses.
@@ -112,7 +125,9 @@ impl SessionStore for SqlxStore {
             .bind(p.origin);
         let row = self.one(q, "creating a session").await?;
         let text: String = get(&row, 0, "reading the create result")?;
-        rows::parse_create(&text, limit.map_or(0, |l| l.max))
+        let evicted = rows::parse_create(&text, limit.map_or(0, |l| l.max))?;
+        self.published(!evicted.is_empty());
+        Ok(evicted)
     }
 
     async fn load(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<SessionRecord>> {
@@ -152,7 +167,9 @@ impl SessionStore for SqlxStore {
             .bind(p.origin);
         let row = self.one(q, "updating a session").await?;
         let text: String = get(&row, 0, "reading the update result")?;
-        rows::parse_update(&text, req)
+        let outcome = rows::parse_update(&text, req)?;
+        self.published(req.notify);
+        Ok(outcome)
     }
 
     async fn rotate_secret(
@@ -171,6 +188,7 @@ impl SessionStore for SqlxStore {
             .await
             .map_err(store("rotating a session secret"))?;
         let row = row.ok_or(Error::NotFound)?;
+        self.published(true);
         Ok(UpdateOutcome {
             version: get(&row, 0, "reading the rotated version")?,
             updated_at: now,
@@ -181,7 +199,9 @@ impl SessionStore for SqlxStore {
     async fn delete(&self, id: Uuid, origin: NodeId) -> Result<bool> {
         let q = query(&self.sql.statements.delete).bind(id).bind(origin.0);
         let row = self.one(q, "deleting a session").await?;
-        Ok(get::<i64>(&row, 0, "reading the delete count")? > 0)
+        let deleted = get::<i64>(&row, 0, "reading the delete count")? > 0;
+        self.published(deleted);
+        Ok(deleted)
     }
 
     async fn delete_user_sessions(&self, user_id: Uuid, origin: NodeId) -> Result<u64> {
@@ -189,7 +209,9 @@ impl SessionStore for SqlxStore {
             .bind(user_id)
             .bind(origin.0);
         let row = self.one(q, "deleting a user's sessions").await?;
-        Ok(count(get(&row, 0, "reading the delete count")?))
+        let n = count(get(&row, 0, "reading the delete count")?);
+        self.published(n > 0);
+        Ok(n)
     }
 
     async fn delete_group_sessions(&self, group_id: Uuid, origin: NodeId) -> Result<u64> {
@@ -197,12 +219,15 @@ impl SessionStore for SqlxStore {
             .bind(group_id)
             .bind(origin.0);
         let row = self.one(q, "deleting a group's sessions").await?;
-        Ok(count(get(&row, 0, "reading the delete count")?))
+        let n = count(get(&row, 0, "reading the delete count")?);
+        self.published(n > 0);
+        Ok(n)
     }
 
     async fn delete_all(&self, origin: NodeId) -> Result<u64> {
         let q = query(&self.sql.statements.delete_all).bind(origin.0);
         let row = self.one(q, "deleting all sessions").await?;
+        self.published(true);
         Ok(count(get(&row, 0, "reading the delete count")?))
     }
 
@@ -221,7 +246,9 @@ impl SessionStore for SqlxStore {
         let row = self
             .one(q, "deleting an attribute from a user's sessions")
             .await?;
-        Ok(count(get(&row, 0, "reading the changed count")?))
+        let n = count(get(&row, 0, "reading the changed count")?);
+        self.published(n > 0);
+        Ok(n)
     }
 
     async fn list_user_sessions(
@@ -293,9 +320,13 @@ impl SessionStore for SqlxStore {
             .bind(i64::try_from(batch_size).unwrap_or(i64::MAX))
             .bind(origin.0);
         let row = self.one(q, "cleaning up expired sessions").await?;
-        Ok(CleanupOutcome {
-            sessions_deleted: count(get(&row, 0, "reading the cleanup counts")?),
-            attributes_deleted: count(get(&row, 1, "reading the cleanup counts")?),
-        })
+        let what = "reading the cleanup counts";
+        let outcome = CleanupOutcome {
+            sessions_deleted: count(get(&row, 0, what)?),
+            attributes_deleted: count(get(&row, 1, what)?),
+            log_entries_pruned: count(get(&row, 2, what)?),
+        };
+        self.published(outcome.sessions_deleted > 0);
+        Ok(outcome)
     }
 }

@@ -109,7 +109,10 @@ enum Nodes {
     /// One in-memory backend shared by this process's nodes.
     Memory(MemoryBackend),
     /// PostgreSQL, shared with every process using the same database and schema.
-    Postgres { pool: sqlx::PgPool, config: Config },
+    Postgres {
+        pool: sqlx::PgPool,
+        config: Box<Config>,
+    },
 }
 
 impl Nodes {
@@ -141,7 +144,10 @@ impl Nodes {
                 "warning: SESSION_KEY is not set; processes sharing this database will not accept each other's cookies"
             );
         }
-        Ok(Nodes::Postgres { pool, config })
+        Ok(Nodes::Postgres {
+            pool,
+            config: Box::new(config),
+        })
     }
 
     /// A new node (session manager) on this backend.
@@ -149,7 +155,7 @@ impl Nodes {
         match self {
             Nodes::Memory(backend) => SessionManager::new(Config::default(), backend.node()).await,
             Nodes::Postgres { pool, config } => {
-                session_sqlx::session_manager(pool.clone(), config.clone()).await
+                session_sqlx::session_manager(pool.clone(), Config::clone(config)).await
             }
         }
     }

@@ -175,7 +175,13 @@ async fn soak(plan: &Plan) -> Vec<Row> {
             "listener killed under write load, {} times",
             p.listener_kills
         ),
-        scenarios::faults::listener_kills_under_load(d, 16, p.listener_kills, p.kill_gap),
+        scenarios::faults::listener_kills_under_load(
+            d,
+            session_core::InvalidationDelivery::Log,
+            16,
+            p.listener_kills,
+            p.kill_gap,
+        ),
         |r| {
             let mut f = r.figures.clone();
             if !r.all_recovered {
@@ -184,8 +190,9 @@ async fn soak(plan: &Plan) -> Vec<Row> {
             (
                 f,
                 format!(
-                    "kill -> resync done: {}; entries dropped by resyncs: {}",
+                    "kill -> replay done: {}; replays: {}; entries dropped by revalidation: {}",
                     durations(&r.resync_times),
+                    r.replays,
                     r.resync_evictions
                 ),
             )

@@ -327,6 +327,7 @@ impl SessionStore for MemoryStore {
         let out = CleanupOutcome {
             sessions_deleted: dead.len() as u64,
             attributes_deleted,
+            log_entries_pruned: 0,
         };
         self.shared.invalidate(&t, origin, dead);
         Ok(out)

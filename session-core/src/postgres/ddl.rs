@@ -20,21 +20,37 @@
 //! | `<prefix>session_attributes` | one row per attribute with its own `version` and `expires_at`; cascades on session delete |
 //! | `<prefix>session_locks` | one row per lock resource; `token` is the fencing counter, kept after release |
 //! | `<prefix>session_create(..)` | create with the per-user limit (advisory lock, count, evict or refuse, insert) |
-//! | `<prefix>session_update(..)` | lock row, check versions, apply attribute deltas, bump, notify |
-//! | `<prefix>session_del_attr(..)` | remove one key from all of a user's sessions, bump and notify those |
+//! | `<prefix>session_update(..)` | lock row, check versions, apply attribute deltas, bump, invalidate |
+//! | `<prefix>session_del_attr(..)` | remove one key from all of a user's sessions, bump and invalidate those |
 //! | `<prefix>session_notify(..)` | publish `s` invalidations of an id array, [`MAX_IDS_PER_PAYLOAD`] ids per payload |
+//! | `<prefix>session_emit(..)` | publish payloads the deployment's way: append to the log, or `pg_notify` |
+//! | `<prefix>session_log` | the invalidation log: `(xid, created_at, payload)`, see [`super::log`] |
+//! | `<prefix>session_log_state` | one row: `pruned_through`, the highest transaction id whose entries may be pruned |
 //!
-//! The sessions table carries a comment naming the [`SCHEMA_VERSION`]; a
-//! schema with another comment counts as missing (and is upgraded in place by
-//! [`Schema::script`] when creation is enabled).
+//! Every invalidation goes through `session_emit`, whose body is the only
+//! thing that differs between the two [`InvalidationDelivery`] modes. The
+//! sessions table carries a comment, the [`schema_marker`]: the
+//! [`SCHEMA_VERSION`] and the delivery mode. A schema with another marker
+//! counts as missing (and is upgraded in place by [`Schema::script`] when
+//! creation is enabled), except that the script refuses to switch a
+//! deployment's delivery mode: nodes of both modes would miss each other's
+//! writes. To switch, stop every node, run `COMMENT ON TABLE <sessions> IS
+//! NULL`, and start them with the new mode.
 
+use crate::config::InvalidationDelivery;
 use crate::invalidation::MAX_IDS_PER_PAYLOAD;
 
 use super::names::{Names, quote_literal};
 
-/// The version of the schema this code expects, stored as the comment of the
-/// sessions table.
-pub const SCHEMA_VERSION: &str = "session-core schema v1";
+/// The version of the schema this code expects; with the delivery mode it
+/// forms the [`schema_marker`], the comment of the sessions table.
+pub const SCHEMA_VERSION: &str = "session-core schema v2";
+
+/// The comment of the sessions table for `delivery`:
+/// `session-core schema v2; invalidations: log` (or `notify`).
+pub fn schema_marker(delivery: InvalidationDelivery) -> String {
+    format!("{SCHEMA_VERSION}; invalidations: {}", delivery.as_str())
+}
 
 /// Signature (argument types) of the create function, as in `CREATE FUNCTION`.
 const CREATE_ARGS: &str = "uuid, uuid, uuid, bytea, timestamptz, timestamptz, timestamptz, \
@@ -46,6 +62,11 @@ const UPDATE_ARGS: &str = "uuid, bigint, boolean, boolean, text[], boolean[], te
 const DEL_ATTR_ARGS: &str = "uuid, text, timestamptz, uuid";
 /// Signature of the notify helper.
 const NOTIFY_ARGS: &str = "uuid, uuid[]";
+/// How the check's delivery-mode row starts.
+const DELIVERY_CONFLICT: &str = "invalidation delivery mode: ";
+
+/// Signature of the emit function.
+const EMIT_ARGS: &str = "text[]";
 
 /// The DDL of one deployment and the query that checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +83,22 @@ pub struct Schema {
 }
 
 impl Schema {
-    /// The DDL and check for `names`.
-    pub fn new(names: &Names) -> Self {
+    /// The DDL and check for `names`, delivering invalidations by `delivery`.
+    pub fn new(names: &Names, delivery: InvalidationDelivery) -> Self {
         Schema {
-            statements: statements(names),
-            check: check(names),
+            statements: statements(names, delivery),
+            check: check(names, delivery),
         }
+    }
+
+    /// The row of a [`check`](Self::check) result that says the deployment
+    /// uses the other delivery mode, if any: starting the node must fail
+    /// with it (creating the schema would fail too, less clearly).
+    pub fn delivery_conflict(missing: &[String]) -> Option<&str> {
+        missing
+            .iter()
+            .find(|m| m.starts_with(DELIVERY_CONFLICT))
+            .map(String::as_str)
     }
 
     /// All statements joined into one script for the simple query protocol
@@ -83,17 +114,42 @@ impl Schema {
     }
 }
 
-fn statements(n: &Names) -> Vec<String> {
+fn statements(n: &Names, delivery: InvalidationDelivery) -> Vec<String> {
     let sessions = &n.sessions;
     let attributes = &n.attributes;
     let locks = &n.locks;
+    let log = &n.log;
+    let log_state = &n.log_state;
     let channel = quote_literal(&n.channel);
     let deploy = quote_literal(&n.deployment_key);
     let notify_fn = &n.notify_ids_fn;
+    let emit_fn = &n.emit_fn;
+    let marker = schema_marker(delivery);
     let mut v = vec![
         // One DDL run at a time across the whole database: concurrent
         // `CREATE ... IF NOT EXISTS` can still collide in the catalogs.
         "SELECT pg_advisory_xact_lock(hashtextextended('session-core:ddl', 0))".to_string(),
+        // Never switch a running deployment's delivery mode underneath the
+        // nodes that use the other one.
+        format!(
+            "DO $guard$
+DECLARE
+    v_marker text := obj_description(to_regclass({sessions_literal}), 'pg_class');
+BEGIN
+    IF v_marker LIKE {same_version} AND v_marker <> {marker_literal} THEN
+        RAISE EXCEPTION USING
+            MESSAGE = format('this deployment (%s) is marked %L, but this node is configured for %L: '
+                             'every node must use the same Config::invalidation_delivery',
+                             {sessions_literal}, v_marker, {marker_literal}),
+            HINT = 'to switch modes, stop every node, run COMMENT ON TABLE ' || {sessions_literal}
+                   || ' IS NULL, then start the nodes with the new mode';
+    END IF;
+END
+$guard$",
+            sessions_literal = quote_literal(sessions),
+            same_version = quote_literal(&format!("{SCHEMA_VERSION};%")),
+            marker_literal = quote_literal(&marker),
+        ),
     ];
     if let Some(schema) = &n.schema {
         v.push(format!(
@@ -133,6 +189,22 @@ fn statements(n: &Names) -> Vec<String> {
     token bigint NOT NULL
 )"
     ));
+    v.push(format!(
+        "CREATE TABLE IF NOT EXISTS {log} (
+    xid bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    payload text NOT NULL
+)"
+    ));
+    v.push(format!(
+        "CREATE TABLE IF NOT EXISTS {log_state} (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    pruned_through bigint NOT NULL DEFAULT 0
+)"
+    ));
+    v.push(format!(
+        "INSERT INTO {log_state} (id) VALUES (true) ON CONFLICT (id) DO NOTHING"
+    ));
     // Index names are short so `<prefix><name>` stays within 63 bytes.
     for (name, table, def) in [
         ("sess_user_idx", sessions, "(user_id)"),
@@ -152,6 +224,7 @@ fn statements(n: &Names) -> Vec<String> {
             attributes,
             "(expires_at) WHERE expires_at IS NOT NULL",
         ),
+        ("log_xid_idx", log, "(xid)"),
     ] {
         v.push(format!(
             "CREATE INDEX IF NOT EXISTS {} ON {table} {def}",
@@ -159,23 +232,44 @@ fn statements(n: &Names) -> Vec<String> {
         ));
     }
 
+    // The one place the delivery modes differ.
+    let emit_body = match delivery {
+        InvalidationDelivery::Log => format!(
+            "INSERT INTO {log} (payload) SELECT p FROM unnest(p_payloads) AS p WHERE p IS NOT NULL"
+        ),
+        InvalidationDelivery::Notify => format!(
+            "PERFORM pg_notify({channel}, t.p)
+    FROM unnest(p_payloads) WITH ORDINALITY AS t(p, ord)
+    WHERE t.p IS NOT NULL
+    ORDER BY t.ord"
+        ),
+    };
+    v.push(format!(
+        "CREATE OR REPLACE FUNCTION {emit_fn}(p_payloads text[])
+RETURNS integer LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+    {emit_body};
+    RETURN coalesce(cardinality(p_payloads), 0);
+END
+$fn$"
+    ));
     v.push(format!(
         "CREATE OR REPLACE FUNCTION {notify_fn}(p_origin uuid, p_ids uuid[])
 RETURNS integer LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
-    v_chunk text;
-    v_sent integer := 0;
+    v_payloads text[];
 BEGIN
-    FOR v_chunk IN
-        SELECT string_agg(t.id::text, ',' ORDER BY t.ord)
+    SELECT array_agg('1;' || p_origin::text || ';s;' || c.ids ORDER BY c.grp) INTO v_payloads
+    FROM (
+        SELECT (t.ord - 1) / {MAX_IDS_PER_PAYLOAD} AS grp,
+               string_agg(t.id::text, ',' ORDER BY t.ord) AS ids
         FROM unnest(p_ids) WITH ORDINALITY AS t(id, ord)
-        GROUP BY (t.ord - 1) / {MAX_IDS_PER_PAYLOAD}
-        ORDER BY (t.ord - 1) / {MAX_IDS_PER_PAYLOAD}
-    LOOP
-        PERFORM pg_notify({channel}, '1;' || p_origin::text || ';s;' || v_chunk);
-        v_sent := v_sent + 1;
-    END LOOP;
-    RETURN v_sent;
+        GROUP BY 1
+    ) c;
+    IF v_payloads IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN {emit_fn}(v_payloads);
 END
 $fn$"
     ));
@@ -307,7 +401,7 @@ BEGIN
     )
     SELECT coalesce(json_agg(json_build_array(key, version)), '[]') INTO v_attrs FROM written;
     IF p_notify THEN
-        PERFORM pg_notify({channel}, '1;' || p_origin::text || ';s;' || p_id::text);
+        PERFORM {emit_fn}(ARRAY['1;' || p_origin::text || ';s;' || p_id::text]);
     END IF;
     RETURN json_build_object('status', 'ok', 'version', v_version, 'attributes', v_attrs)::text;
 END
@@ -344,12 +438,13 @@ $fn$",
 
     v.push(format!(
         "COMMENT ON TABLE {sessions} IS {}",
-        quote_literal(SCHEMA_VERSION)
+        quote_literal(&marker)
     ));
     v
 }
 
-fn check(n: &Names) -> String {
+fn check(n: &Names, delivery: InvalidationDelivery) -> String {
+    let marker = schema_marker(delivery);
     let rel = |what: &str, name: &str| {
         format!(
             "SELECT {} AS missing WHERE to_regclass({}) IS NULL",
@@ -370,19 +465,37 @@ fn check(n: &Names) -> String {
          AND obj_description(to_regclass({sessions}), 'pg_class') IS DISTINCT FROM {}",
         quote_literal(&format!(
             "schema version marker (comment {:?} on table {})",
-            SCHEMA_VERSION, n.sessions
+            marker, n.sessions
         )),
-        quote_literal(SCHEMA_VERSION),
+        quote_literal(&marker),
         sessions = quote_literal(&n.sessions),
     );
+    let conflict = format!(
+        "SELECT format({}, substring(m.marker FROM 'invalidations: ([a-z]+)'), {}) AS missing
+FROM (SELECT obj_description(to_regclass({sessions}), 'pg_class') AS marker) m
+WHERE m.marker LIKE {same_version} AND m.marker <> {marker_literal}",
+        quote_literal(&format!(
+            "{DELIVERY_CONFLICT}this deployment delivers invalidations by %s, but this node's \
+             Config::invalidation_delivery is %s; every node of a deployment must use the same \
+             mode (see session_core::postgres::ddl to switch)"
+        )),
+        quote_literal(delivery.as_str()),
+        sessions = quote_literal(&n.sessions),
+        same_version = quote_literal(&format!("{SCHEMA_VERSION};%")),
+        marker_literal = quote_literal(&marker),
+    );
     [
+        conflict,
         rel("sessions", &n.sessions),
         rel("attributes", &n.attributes),
         rel("locks", &n.locks),
+        rel("invalidation log", &n.log),
+        rel("invalidation log state", &n.log_state),
         func(&n.create_fn, CREATE_ARGS),
         func(&n.update_fn, UPDATE_ARGS),
         func(&n.delete_attribute_fn, DEL_ATTR_ARGS),
         func(&n.notify_ids_fn, NOTIFY_ARGS),
+        func(&n.emit_fn, EMIT_ARGS),
         version,
     ]
     .join("\nUNION ALL\n")

@@ -1,6 +1,7 @@
 //! What every LISTEN-based notifier shares, whatever its driver: the
-//! tuning ([`NotifierOptions`]), the reconnect delays ([`Backoff`]) and the
-//! test hook that cuts delivery ([`DeliveryFault`]).
+//! tuning ([`NotifierOptions`]), the reconnect delays ([`Backoff`]), the
+//! test hook that cuts delivery ([`DeliveryFault`]) and where notifications
+//! go ([`ListenSink`]).
 //!
 //! The listen loop itself stays in each backend crate, because the drivers
 //! expose LISTEN so differently (sqlx's `PgListener` reconnects by itself;
@@ -9,7 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+use crate::notifier::NotifierEvent;
+
+use super::log::LogKick;
 
 /// Tuning of a notifier's listening connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +53,66 @@ impl Default for NotifierOptions {
             connect_timeout: Duration::from_secs(10),
             channel_capacity: 1024,
         }
+    }
+}
+
+/// Where a listening connection's notifications and gaps go, by delivery
+/// mode. Cheap to clone.
+///
+/// - **Forward** (notify mode): each notification's payload is an
+///   invalidation and goes to the engine as [`NotifierEvent::Payload`]; a
+///   reconnect means notifications were lost, so it sends
+///   [`NotifierEvent::Resync`].
+/// - **Kick** (log mode): a notification only says "the log grew", and a
+///   reconnect loses nothing (the log still holds it); both wake the
+///   [`LogFeed`](super::LogFeed) that reads the log.
+#[derive(Debug, Clone)]
+pub struct ListenSink {
+    tx: mpsc::Sender<NotifierEvent>,
+    kick: Option<Arc<LogKick>>,
+}
+
+impl ListenSink {
+    /// Notify mode: payloads and gaps go to `tx`.
+    pub fn forward(tx: mpsc::Sender<NotifierEvent>) -> Self {
+        ListenSink { tx, kick: None }
+    }
+
+    /// Log mode: notifications and gaps wake `kick`; `tx` (the engine's
+    /// channel) only tells when to stop.
+    pub fn kick(tx: mpsc::Sender<NotifierEvent>, kick: Arc<LogKick>) -> Self {
+        ListenSink {
+            tx,
+            kick: Some(kick),
+        }
+    }
+
+    /// A notification arrived. `false` once the engine dropped its receiver.
+    pub async fn notification(&self, payload: String) -> bool {
+        match &self.kick {
+            Some(kick) => {
+                kick.kick();
+                !self.tx.is_closed()
+            }
+            None => self.tx.send(NotifierEvent::Payload(payload)).await.is_ok(),
+        }
+    }
+
+    /// Listening again after a lost connection. `false` once the engine
+    /// dropped its receiver.
+    pub async fn reconnected(&self) -> bool {
+        match &self.kick {
+            Some(kick) => {
+                kick.gap();
+                !self.tx.is_closed()
+            }
+            None => self.tx.send(NotifierEvent::Resync).await.is_ok(),
+        }
+    }
+
+    /// Completes when the engine has dropped its receiver.
+    pub async fn closed(&self) {
+        self.tx.closed().await
     }
 }
 
@@ -175,6 +240,26 @@ mod tests {
                 step / 2
             );
         }
+    }
+
+    #[tokio::test]
+    async fn sinks_forward_or_kick() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let forward = ListenSink::forward(tx);
+        assert!(forward.notification("p".into()).await);
+        assert!(forward.reconnected().await);
+        assert_eq!(rx.recv().await, Some(NotifierEvent::Payload("p".into())));
+        assert_eq!(rx.recv().await, Some(NotifierEvent::Resync));
+
+        let (tx, mut rx) = mpsc::channel(4);
+        let kick = Arc::new(LogKick::new());
+        let sink = ListenSink::kick(tx, Arc::clone(&kick));
+        assert!(sink.notification("ignored".into()).await);
+        assert!(sink.reconnected().await);
+        assert!(rx.try_recv().is_err(), "log mode sends no events itself");
+        drop(rx);
+        assert!(!sink.notification(String::new()).await);
+        sink.closed().await;
     }
 
     #[tokio::test]

@@ -11,24 +11,30 @@
 //! - [`params`]: bind values of the create and update functions.
 //! - [`rows`]: decoding the load, create and update results.
 //! - [`locks`]: what a failed lock statement means.
-//! - [`listener`]: options, reconnect backoff and fault injection of the
-//!   LISTEN-based notifiers.
+//! - [`listener`]: options, reconnect backoff, fault injection and the
+//!   notification sink of the LISTEN-based notifiers.
+//! - [`log`]: the invalidation log: reading it from a position (and why
+//!   that never skips a commit), the reader task and the coalesced wake-up.
 //!
 //! [`Sql`] bundles them for one [`Config`].
 
 pub mod ddl;
 pub mod listener;
 pub mod locks;
+pub mod log;
 pub mod names;
 pub mod params;
 pub mod rows;
 pub mod statements;
 
-use crate::config::Config;
+use std::time::Duration;
 
-pub use ddl::{SCHEMA_VERSION, Schema};
-pub use listener::{Backoff, DeliveryFault, NotifierOptions};
+use crate::config::{Config, InvalidationDelivery};
+
+pub use ddl::{SCHEMA_VERSION, Schema, schema_marker};
+pub use listener::{Backoff, DeliveryFault, ListenSink, NotifierOptions};
 pub use locks::LockStatus;
+pub use log::{LogBatch, LogFeed, LogKick, LogReader, WakeSender, WakeUp};
 pub use names::{Names, quote_ident, quote_literal};
 pub use params::{CreateParams, UpdateParams, inactivity_cutoff, lease_micros};
 pub use statements::Statements;
@@ -43,16 +49,28 @@ pub struct Sql {
     pub schema: Schema,
     /// Every statement.
     pub statements: Statements,
+    /// How invalidations travel ([`Config::invalidation_delivery`]).
+    pub delivery: InvalidationDelivery,
+    /// Log mode: the longest a node waits between two log reads
+    /// ([`Config::invalidation_poll_interval`]).
+    pub poll_interval: Duration,
+    /// Log mode: the shortest time between two wake-ups a node sends
+    /// ([`Config::invalidation_wakeup_interval`]).
+    pub wakeup_interval: Duration,
 }
 
 impl Sql {
-    /// The SQL for `config`'s schema and table prefix.
+    /// The SQL for `config`'s schema, table prefix and delivery mode.
     pub fn new(config: &Config) -> Self {
         let names = Names::new(config);
+        let delivery = config.invalidation_delivery;
         Sql {
-            schema: Schema::new(&names),
-            statements: Statements::new(&names),
+            schema: Schema::new(&names, delivery),
+            statements: Statements::new(&names, delivery, config.invalidation_log_retention),
             names,
+            delivery,
+            poll_interval: config.invalidation_poll_interval,
+            wakeup_interval: config.invalidation_wakeup_interval,
         }
     }
 }

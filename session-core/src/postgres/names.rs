@@ -68,6 +68,15 @@ pub struct Names {
     pub delete_attribute_fn: String,
     /// `<prefix>session_notify(...)`: publishes `s` invalidations in chunks.
     pub notify_ids_fn: String,
+    /// `<prefix>session_emit(text[])`: publishes payloads the deployment's
+    /// way (appends them to the log, or `pg_notify`s them).
+    pub emit_fn: String,
+    /// `<prefix>session_log`: the invalidation log (one row per payload,
+    /// with the writing transaction's id).
+    pub log: String,
+    /// `<prefix>session_log_state`: one row recording how far the log was
+    /// pruned.
+    pub log_state: String,
     /// The notification channel (unquoted, as passed to `pg_notify`): unique
     /// per (schema, prefix) and at most [`MAX_IDENTIFIER_BYTES`] bytes.
     pub channel: String,
@@ -108,6 +117,9 @@ impl Names {
             update_fn: qualify("session_update"),
             delete_attribute_fn: qualify("session_del_attr"),
             notify_ids_fn: qualify("session_notify"),
+            emit_fn: qualify("session_emit"),
+            log: qualify("session_log"),
+            log_state: qualify("session_log_state"),
             deployment_key: format!("{schema_for_channel}.{prefix}"),
             schema,
             prefix,

@@ -9,8 +9,11 @@
 //! diesel reads `sql_query` rows by column name while sqlx reads by position.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::names::Names;
+use crate::config::InvalidationDelivery;
+
+use super::names::{Names, quote_literal};
 
 /// `(extract(epoch ..) * 1e6)::bigint`: a timestamp as whole microseconds,
 /// exact on PostgreSQL 14+ (numeric `extract`), NULL for NULL.
@@ -80,16 +83,29 @@ pub struct Statements {
     /// Current versions. Binds: `$1 uuid[]` ids. Returns rows `(id uuid,
     /// version bigint)`.
     pub versions: Arc<str>,
-    /// One cleanup batch. Binds: `$1 timestamptz` now, `$2 timestamptz`
-    /// inactivity cutoff (now - inactivity), `$3 bigint` batch size, `$4
-    /// uuid` origin. Returns `(sessions_deleted bigint, attributes_deleted
-    /// bigint)`.
+    /// One cleanup batch: expired sessions, expired attributes, and
+    /// invalidation-log entries older than the retention (by the database
+    /// clock). Binds: `$1 timestamptz` now, `$2 timestamptz` inactivity
+    /// cutoff (now - inactivity), `$3 bigint` batch size, `$4 uuid` origin.
+    /// Returns `(sessions_deleted bigint, attributes_deleted bigint,
+    /// log_pruned bigint)`.
     pub cleanup: Arc<str>,
-    /// Publishes payloads (an out-of-band invalidation). Binds: `$1 text[]`
-    /// payloads. Returns one row per payload.
+    /// Publishes payloads (an out-of-band invalidation) the deployment's
+    /// way. Binds: `$1 text[]` payloads. Returns one row `(published
+    /// integer)`.
     pub publish: Arc<str>,
-    /// Publishes one raw payload (tests). Binds: `$1 text` payload.
+    /// Publishes one raw payload (tests); in log mode it also wakes the
+    /// readers. Binds: `$1 text` payload.
     pub publish_raw: Arc<str>,
+    /// Log mode: reads the invalidation log from a position (see
+    /// [`super::log`]). Binds: `$1 text NULL` the previous position (NULL
+    /// for the first read), `$2 bigint` most entries to return. Returns one
+    /// row `(position text, lost bool, payloads text[])`.
+    pub log_read: Arc<str>,
+    /// Log mode: the wake-up, an empty NOTIFY on the channel in a
+    /// transaction of its own with `synchronous_commit = off` (it carries no
+    /// data, so it need not wait for a WAL flush). No binds.
+    pub wake: Arc<str>,
     /// **Test support** (`TestBackend::out_of_band_set_attribute`): sets the
     /// JSON of one attribute (insert at version 1, or version + 1) and bumps
     /// the session version, without any notification. Binds: `$1 uuid` id,
@@ -114,12 +130,23 @@ pub struct Statements {
 }
 
 impl Statements {
-    /// Every statement for `names`.
-    pub fn new(n: &Names) -> Self {
+    /// Every statement for `names`, delivering invalidations by `delivery`
+    /// and keeping log entries for `log_retention` (rounded to whole
+    /// microseconds).
+    pub fn new(n: &Names, delivery: InvalidationDelivery, log_retention: Duration) -> Self {
         let sessions = &n.sessions;
         let attributes = &n.attributes;
         let locks = &n.locks;
         let notify = &n.notify_ids_fn;
+        let emit = &n.emit_fn;
+        let log = &n.log;
+        let log_state = &n.log_state;
+        let channel = quote_literal(&n.channel);
+        let retention_micros = log_retention.as_micros().min(i64::MAX as u128);
+        let wake = format!(
+            "SELECT set_config('synchronous_commit', 'off', true) AS sync, \
+             pg_notify({channel}, '')::text AS woke"
+        );
         let s = |text: String| -> Arc<str> { Arc::from(text) };
         Statements {
             load: s(format!(
@@ -176,9 +203,8 @@ SELECT version, {notify}($4::uuid, ARRAY[id]) AS notified FROM changed"
             delete_all: s(format!(
                 "WITH gone AS (DELETE FROM {sessions} RETURNING 1)
 SELECT count(*) AS deleted,
-       pg_notify({channel}, '1;' || $1::uuid::text || ';a')::text AS notified
-FROM gone",
-                channel = super::names::quote_literal(&n.channel)
+       {emit}(ARRAY['1;' || $1::uuid::text || ';a']) AS notified
+FROM gone"
             )),
             delete_attribute_for_user: s(format!(
                 "SELECT {}($1::uuid, $2::text, $3::timestamptz, $4::uuid) AS changed",
@@ -221,21 +247,58 @@ WHERE s.id = t.id AND t.at > s.last_accessed"
     DELETE FROM {attributes} a USING attribute_victims v
     WHERE a.session_id = v.session_id AND a.key = v.key
     RETURNING 1
+), log_candidates AS (
+    -- The oldest entries by transaction id, of finished transactions only,
+    -- so the pruning horizon never passes a transaction still running.
+    SELECT ctid, created_at FROM {log}
+    WHERE xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+    ORDER BY xid
+    LIMIT $3::bigint
+), log_gone AS (
+    DELETE FROM {log} l USING log_candidates c
+    WHERE l.ctid = c.ctid
+      AND c.created_at < now() - {retention_micros} * interval '1 microsecond'
+    RETURNING l.xid
+), log_horizon AS (
+    UPDATE {log_state} st SET pruned_through = greatest(st.pruned_through, m.x)
+    FROM (SELECT max(xid) AS x FROM log_gone) m
+    WHERE m.x IS NOT NULL
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) AS sessions_deleted,
        (SELECT count(*) FROM attributes_gone) AS attributes_deleted,
+       (SELECT count(*) FROM log_gone) AS log_pruned,
+       (SELECT count(*) FROM log_horizon) AS horizon_moved,
        (SELECT {notify}($4::uuid, array_agg(id)) FROM gone) AS notified"
             )),
-            publish: s(format!(
-                "SELECT pg_notify({channel}, p.payload)::text
-FROM unnest($1::text[]) WITH ORDINALITY AS p(payload, ord)
-ORDER BY p.ord",
-                channel = super::names::quote_literal(&n.channel)
+            publish: s(format!("SELECT {emit}($1::text[]) AS published")),
+            publish_raw: s(match delivery {
+                InvalidationDelivery::Log => format!(
+                    "SELECT {emit}(ARRAY[$1::text]) AS published, pg_notify({channel}, '')::text AS woke"
+                ),
+                InvalidationDelivery::Notify => {
+                    format!("SELECT {emit}(ARRAY[$1::text]) AS published")
+                }
+            }),
+            log_read: s(format!(
+                "WITH fresh AS (
+    SELECT l.xid, l.payload FROM {log} l
+    WHERE l.xid >= pg_snapshot_xmax($1::text::pg_snapshot)::text::bigint
+       OR l.xid = ANY (ARRAY(
+              SELECT x::text::bigint FROM pg_snapshot_xip($1::text::pg_snapshot) AS x))
+    ORDER BY l.xid
+    LIMIT $2::bigint
+)
+SELECT pg_current_snapshot()::text AS position,
+       coalesce((
+           SELECT pg_snapshot_xmax($1::text::pg_snapshot)::text::bigint <= st.pruned_through
+               OR EXISTS (SELECT 1 FROM pg_snapshot_xip($1::text::pg_snapshot) AS x
+                          WHERE x::text::bigint <= st.pruned_through)
+           FROM {log_state} st
+       ), false) AS lost,
+       ARRAY(SELECT f.payload FROM fresh f ORDER BY f.xid) AS payloads"
             )),
-            publish_raw: s(format!(
-                "SELECT pg_notify({}, $1::text)::text",
-                super::names::quote_literal(&n.channel)
-            )),
+            wake: s(wake),
             out_of_band_set_attribute: s(format!(
                 "WITH written AS (
     INSERT INTO {attributes} AS a (session_id, key, value, version)

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use session_core::{
-    Config, Invalidation, InvalidationKind, NodeId, Notifier, NotifierEvent, SessionStore,
-    UpdateRequest,
+    Config, Invalidation, InvalidationDelivery, InvalidationKind, NodeId, Notifier, NotifierEvent,
+    SessionStore, UpdateRequest,
 };
 use session_diesel::{DieselBackend, NotifierOptions, PgPool};
 use session_testkit::TestBackend;
@@ -48,7 +48,7 @@ fn payload_for(origin: NodeId, id: Uuid) -> NotifierEvent {
 
 #[tokio::test]
 async fn listener_killed_with_pg_terminate_backend_resyncs_and_keeps_delivering() {
-    let t = DieselTestBackend::create().await;
+    let t = DieselTestBackend::with_delivery(InvalidationDelivery::Notify).await;
     t.node(&Config::default()).await;
     let writer = t.node(&Config::default()).await;
     let reader = t.diesel_node(0);
@@ -88,7 +88,7 @@ async fn listener_killed_with_pg_terminate_backend_resyncs_and_keeps_delivering(
 
 #[tokio::test]
 async fn injected_cut_loses_notifications_until_restored_then_resyncs() {
-    let t = DieselTestBackend::create().await;
+    let t = DieselTestBackend::with_delivery(InvalidationDelivery::Notify).await;
     t.node(&Config::default()).await;
     let other = t.node(&Config::default()).await;
     let node = t.diesel_node(0);
@@ -231,9 +231,11 @@ async fn dropping_the_receiver_closes_the_listening_connection() {
 async fn cluster_node(
     cluster: &TestCluster,
 ) -> (DieselBackend, mpsc::Receiver<NotifierEvent>, PgPool) {
+    // Notify mode: these cases check the Resync after a gap.
     let config = Config {
         schema_name: "faults".into(),
         create_schema_if_missing: true,
+        invalidation_delivery: InvalidationDelivery::Notify,
         ..Config::default()
     };
     let url = cluster.url();

@@ -13,8 +13,8 @@ use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::RunQueryDsl;
 use session_core::postgres::Sql;
 use session_core::{
-    AttributeRecord, Backend, Config, LockProvider, NotifierEvent, SecretHash, SessionRecord,
-    truncate_micros,
+    AttributeRecord, Backend, Config, InvalidationDelivery, LockProvider, NotifierEvent,
+    SecretHash, SessionRecord, truncate_micros,
 };
 use session_diesel::{
     DieselBackend, DieselLockProvider, NotifierOptions, PgPool, PoolOptions, build_pool,
@@ -56,14 +56,34 @@ pub async fn diesel_node(url: &str, config: &Config) -> DieselBackend {
 }
 
 /// The conformance suite's factory: one schema per instance, one pool and
-/// listener per node.
+/// listener per node, in the delivery mode of the node's config unless the
+/// instance was made [`with_delivery`](Self::with_delivery).
 pub struct DieselTestBackend {
     schema: Option<TestSchema>,
     admin: PgPool,
     nodes: Mutex<Vec<DieselBackend>>,
+    delivery: Option<InvalidationDelivery>,
 }
 
 impl DieselTestBackend {
+    /// An instance whose nodes all use `delivery`, whatever their config says.
+    pub async fn with_delivery(delivery: InvalidationDelivery) -> Self {
+        DieselTestBackend {
+            delivery: Some(delivery),
+            ..Self::create().await
+        }
+    }
+
+    /// `config` for this instance's schema and delivery mode.
+    pub fn config(&self, config: &Config) -> Config {
+        Config {
+            schema_name: self.schema_name(),
+            create_schema_if_missing: true,
+            invalidation_delivery: self.delivery.unwrap_or(config.invalidation_delivery),
+            ..config.clone()
+        }
+    }
+
     /// The `index`th node's typed parts.
     pub fn diesel_node(&self, index: usize) -> DieselBackend {
         self.nodes.lock().unwrap()[index].clone()
@@ -86,10 +106,7 @@ impl DieselTestBackend {
 
     /// The shared SQL of this instance's schema (default table prefix).
     pub fn sql(&self) -> Sql {
-        Sql::new(&Config {
-            schema_name: self.schema_name(),
-            ..Config::default()
-        })
+        Sql::new(&self.config(&Config::default()))
     }
 }
 
@@ -102,15 +119,12 @@ impl TestBackend for DieselTestBackend {
             admin: pool(schema.url(), 4),
             schema: Some(schema),
             nodes: Mutex::new(Vec::new()),
+            delivery: None,
         }
     }
 
     async fn node(&self, config: &Config) -> Backend {
-        let config = Config {
-            schema_name: self.schema_name(),
-            create_schema_if_missing: true,
-            ..config.clone()
-        };
+        let config = self.config(config);
         let node = diesel_node(&self.url(), &config).await;
         let backend = node.backend();
         self.nodes.lock().unwrap().push(node);
@@ -268,6 +282,7 @@ pub async fn expect_resync(rx: &mut mpsc::Receiver<NotifierEvent>, within: Durat
         match next_event(rx, left).await {
             Some(NotifierEvent::Resync) => return,
             Some(NotifierEvent::Payload(_)) => continue,
+            Some(NotifierEvent::Replayed) => panic!("a notify-mode notifier never replays"),
             None => panic!("no Resync within {within:?}"),
         }
     }

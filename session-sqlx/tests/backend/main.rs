@@ -8,6 +8,7 @@ mod common;
 
 mod engine;
 mod locks;
+mod log;
 mod notifier;
 mod schema;
 mod store;

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use session_core::{
-    Config, Invalidation, InvalidationKind, NodeId, Notifier, NotifierEvent, SessionStore,
-    UpdateRequest,
+    Config, Invalidation, InvalidationDelivery, InvalidationKind, NodeId, Notifier, NotifierEvent,
+    SessionStore, UpdateRequest,
 };
 use session_sqlx::SqlxBackend;
 use session_testkit::TestBackend;
@@ -50,6 +50,7 @@ async fn expect_resync(rx: &mut tokio::sync::mpsc::Receiver<NotifierEvent>, with
         match next_event(rx, left).await {
             Some(NotifierEvent::Resync) => return,
             Some(NotifierEvent::Payload(_)) => continue,
+            Some(NotifierEvent::Replayed) => panic!("a notify-mode notifier never replays"),
             None => panic!("no Resync within {within:?}"),
         }
     }
@@ -57,7 +58,7 @@ async fn expect_resync(rx: &mut tokio::sync::mpsc::Receiver<NotifierEvent>, with
 
 #[tokio::test]
 async fn listener_killed_with_pg_terminate_backend_resyncs_and_keeps_delivering() {
-    let t = SqlxTestBackend::create().await;
+    let t = SqlxTestBackend::with_delivery(InvalidationDelivery::Notify).await;
     t.node(&Config::default()).await;
     let writer = t.node(&Config::default()).await;
     let reader = t.sqlx_node(0);
@@ -114,7 +115,7 @@ async fn listener_killed_with_pg_terminate_backend_resyncs_and_keeps_delivering(
 
 #[tokio::test]
 async fn injected_cut_loses_notifications_until_restored_then_resyncs() {
-    let t = SqlxTestBackend::create().await;
+    let t = SqlxTestBackend::with_delivery(InvalidationDelivery::Notify).await;
     t.node(&Config::default()).await;
     let other = t.node(&Config::default()).await;
     let node = t.sqlx_node(0);
@@ -277,7 +278,8 @@ async fn two_deployments_in_one_database_stay_independent() {
     s2.drop_schema().await;
 }
 
-/// A node on a private cluster, for faults that need control of the server.
+/// A node on a private cluster (notify mode), for faults that need control
+/// of the server.
 async fn cluster_node(
     url: &str,
 ) -> (
@@ -285,9 +287,11 @@ async fn cluster_node(
     tokio::sync::mpsc::Receiver<NotifierEvent>,
     PgPool,
 ) {
+    // Notify mode: these cases check the Resync after a gap.
     let config = Config {
         schema_name: "faults".into(),
         create_schema_if_missing: true,
+        invalidation_delivery: InvalidationDelivery::Notify,
         ..Config::default()
     };
     let node = SqlxBackend::connect_with(pool(url, 2), &config, fast_notifier())

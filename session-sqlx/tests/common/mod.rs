@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use session_core::postgres::Sql;
 use session_core::{
-    AttributeRecord, Backend, Config, LockProvider, NotifierEvent, SecretHash, SessionRecord,
-    truncate_micros,
+    AttributeRecord, Backend, Config, InvalidationDelivery, LockProvider, NotifierEvent,
+    SecretHash, SessionRecord, truncate_micros,
 };
 use session_sqlx::{NotifierOptions, SqlxBackend, SqlxLockProvider};
 use session_testkit::TestBackend;
@@ -44,15 +44,40 @@ pub fn fast_notifier() -> NotifierOptions {
 }
 
 /// The conformance suite's factory: one schema per instance, one pool and
-/// listener per node.
+/// listener per node, in the delivery mode of the node's config unless the
+/// instance was made [`with_delivery`](Self::with_delivery).
 pub struct SqlxTestBackend {
     schema: Option<TestSchema>,
     admin: PgPool,
     nodes: Mutex<Vec<SqlxBackend>>,
     sql: Mutex<Option<Arc<Sql>>>,
+    delivery: Option<InvalidationDelivery>,
 }
 
 impl SqlxTestBackend {
+    /// An instance whose nodes all use `delivery`, whatever their config says.
+    pub async fn with_delivery(delivery: InvalidationDelivery) -> Self {
+        let pg = TestPostgres::get().await;
+        let schema = pg.schema().await;
+        SqlxTestBackend {
+            admin: pool(schema.url(), 4),
+            schema: Some(schema),
+            nodes: Mutex::new(Vec::new()),
+            sql: Mutex::new(None),
+            delivery: Some(delivery),
+        }
+    }
+
+    /// `config` for this instance's schema and delivery mode.
+    pub fn config(&self, config: &Config) -> Config {
+        Config {
+            schema_name: self.schema_name(),
+            create_schema_if_missing: true,
+            invalidation_delivery: self.delivery.unwrap_or(config.invalidation_delivery),
+            ..config.clone()
+        }
+    }
+
     /// The `index`th node's typed parts.
     pub fn sqlx_node(&self, index: usize) -> SqlxBackend {
         self.nodes.lock().unwrap()[index].clone()
@@ -63,6 +88,11 @@ impl SqlxTestBackend {
         self.schema.as_ref().unwrap().name().to_string()
     }
 
+    /// The URL of this instance's schema.
+    pub fn url(&self) -> String {
+        self.schema.as_ref().unwrap().url().to_string()
+    }
+
     /// A pool on the test server (not tied to a node).
     pub fn admin(&self) -> &PgPool {
         &self.admin
@@ -70,13 +100,8 @@ impl SqlxTestBackend {
 
     fn sql(&self) -> Arc<Sql> {
         let mut sql = self.sql.lock().unwrap();
-        sql.get_or_insert_with(|| {
-            Arc::new(Sql::new(&Config {
-                schema_name: self.schema_name(),
-                ..Config::default()
-            }))
-        })
-        .clone()
+        sql.get_or_insert_with(|| Arc::new(Sql::new(&self.config(&Config::default()))))
+            .clone()
     }
 }
 
@@ -90,15 +115,12 @@ impl TestBackend for SqlxTestBackend {
             schema: Some(schema),
             nodes: Mutex::new(Vec::new()),
             sql: Mutex::new(None),
+            delivery: None,
         }
     }
 
     async fn node(&self, config: &Config) -> Backend {
-        let config = Config {
-            schema_name: self.schema_name(),
-            create_schema_if_missing: true,
-            ..config.clone()
-        };
+        let config = self.config(config);
         {
             let mut sql = self.sql.lock().unwrap();
             if sql.is_none() {
@@ -149,11 +171,10 @@ impl TestBackend for SqlxTestBackend {
         // A provider on a closed pool: every call fails to get a connection.
         let closed = pool(self.schema.as_ref().unwrap().url(), 1);
         closed.close().await;
-        let config = Config {
-            schema_name: self.schema_name(),
-            ..Config::default()
-        };
-        Arc::new(SqlxLockProvider::new(closed, &config))
+        Arc::new(SqlxLockProvider::new(
+            closed,
+            &self.config(&Config::default()),
+        ))
     }
 
     async fn teardown(mut self) {
@@ -222,4 +243,43 @@ pub async fn drain_payloads(
         out.push(e);
     }
     out
+}
+
+/// [`SqlxTestBackend`] with every node in notify mode, for running the
+/// conformance suite in that mode too.
+pub struct NotifyModeBackend(pub SqlxTestBackend);
+
+#[async_trait]
+impl TestBackend for NotifyModeBackend {
+    async fn create() -> Self {
+        NotifyModeBackend(SqlxTestBackend::with_delivery(InvalidationDelivery::Notify).await)
+    }
+
+    async fn node(&self, config: &Config) -> Backend {
+        self.0.node(config).await
+    }
+
+    async fn cut_delivery(&self, index: usize) {
+        self.0.cut_delivery(index).await
+    }
+
+    async fn restore_delivery(&self, index: usize) {
+        self.0.restore_delivery(index).await
+    }
+
+    async fn publish_raw(&self, payload: &str) {
+        self.0.publish_raw(payload).await
+    }
+
+    async fn out_of_band_set_attribute(&self, id: Uuid, key: &str, json: &str) {
+        self.0.out_of_band_set_attribute(id, key, json).await
+    }
+
+    async fn failing_locks(&self) -> Arc<dyn LockProvider> {
+        self.0.failing_locks().await
+    }
+
+    async fn teardown(self) {
+        self.0.teardown().await
+    }
 }

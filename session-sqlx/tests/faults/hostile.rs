@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::json;
 use session_core::{
-    Config, CookieSigner, CreateOptions, Error, GetOptions, MAX_ATTRIBUTE_KEY_LEN, Session,
-    SessionManager, SessionToken, UpdateOptions,
+    Config, CookieSigner, CreateOptions, Error, GetOptions, InvalidationDelivery,
+    MAX_ATTRIBUTE_KEY_LEN, Session, SessionManager, SessionToken, UpdateOptions,
 };
 use session_sqlx::{SqlxBackend, SqlxStore};
 use uuid::Uuid;
@@ -174,10 +174,26 @@ async fn forged_cookies_and_tokens_are_never_accepted_and_never_reach_the_store(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_oversized_unknown_and_empty_notifications_are_ignored_and_counted() {
+async fn notify_mode_malformed_oversized_unknown_and_empty_notifications_are_ignored_and_counted() {
+    malformed_payloads_are_ignored_and_counted(InvalidationDelivery::Notify).await;
+}
+
+/// Log mode: the same garbage as log entries (as if written by a broken
+/// or hostile client with access to the table), and as raw NOTIFYs, which
+/// are mere wake-ups there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_mode_malformed_log_entries_and_notifications_are_ignored_and_counted() {
+    malformed_payloads_are_ignored_and_counted(InvalidationDelivery::Log).await;
+}
+
+async fn malformed_payloads_are_ignored_and_counted(delivery: InvalidationDelivery) {
     let d = Deployment::start().await;
-    let a = d.node(&config(), 2).await;
-    let b = d.node(&config(), 2).await;
+    let cfg = Config {
+        invalidation_delivery: delivery,
+        ..config()
+    };
+    let a = d.node(&cfg, 2).await;
+    let b = d.node(&cfg, 2).await;
     let tokens = sessions(&a.manager, 3).await;
     cache_all(&b.manager, &tokens).await;
     let channel = b.parts.notifier.channel().to_string();
@@ -210,7 +226,17 @@ async fn malformed_oversized_unknown_and_empty_notifications_are_ignored_and_cou
     for i in 0..500 {
         payloads.push(format!("flood {i}"));
     }
+    let log = b.parts.store.sql().names.log.clone();
     for p in &payloads {
+        if delivery == InvalidationDelivery::Log {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {log} (payload) VALUES ($1)"
+            )))
+            .bind(p)
+            .execute(&d.admin)
+            .await
+            .unwrap();
+        }
         d.notify_raw(&channel, p).await.unwrap();
     }
     // 8000 bytes and more never leave the server.

@@ -103,10 +103,7 @@ impl SessionStore for NullStore {
         _: usize,
         _: NodeId,
     ) -> Result<CleanupOutcome> {
-        Ok(CleanupOutcome {
-            sessions_deleted: 0,
-            attributes_deleted: 0,
-        })
+        Ok(CleanupOutcome::default())
     }
 }
 

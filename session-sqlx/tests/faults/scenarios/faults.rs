@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_core::{
-    Error, GetOptions, LockConfig, ManualClock, SessionManager, SessionToken, UpdateOptions,
+    Config, Error, GetOptions, InvalidationDelivery, LockConfig, ManualClock, SessionManager,
+    SessionToken, UpdateOptions,
 };
 use tokio::time::{Instant, timeout};
 use uuid::Uuid;
@@ -240,24 +241,33 @@ pub struct ListenerReport {
     pub figures: Figures,
     /// Kill → resync finished, per kill.
     pub resync_times: Vec<Duration>,
-    /// Entries the reading node's resyncs dropped (evidence that the kills
-    /// really lost notifications).
+    /// Entries the reading node's revalidations dropped (notify mode:
+    /// evidence that the kills really lost notifications; log mode: zero,
+    /// nothing is lost).
     pub resync_evictions: u64,
+    /// Gaps the reading node recovered by replaying the invalidation log
+    /// (log mode).
+    pub replays: u64,
     /// Whether every kill was followed by a resync and a reconnected listener.
     pub all_recovered: bool,
 }
 
 /// The listener of node B is killed with `pg_terminate_backend` (found by
-/// its `application_name`) `kills` times while node A writes; B resyncs each
-/// time, and after each resync (writes paused, notifications caught up) B
-/// serves exactly the stored versions.
+/// its `application_name`) `kills` times while node A writes; B recovers
+/// each time (notify mode: revalidation; log mode: replay of the log), and
+/// after each recovery (writes paused, notifications caught up) B serves
+/// exactly the stored versions.
 pub async fn listener_kills_under_load(
     d: &Deployment,
+    delivery: InvalidationDelivery,
     n_sessions: usize,
     kills: usize,
     between: Duration,
 ) -> ListenerReport {
-    let cfg = config();
+    let cfg = Config {
+        invalidation_delivery: delivery,
+        ..config()
+    };
     let a = d.node(&cfg, 4).await;
     let b = d.node(&cfg, 4).await;
     let tokens = sessions(&a.manager, n_sessions).await;
@@ -355,6 +365,7 @@ pub async fn listener_kills_under_load(
         }
     }
     report.resync_evictions = b.manager.stats().resync_evictions;
+    report.replays = b.manager.stats().replays;
     report.figures.operations += writes.get() + reads.get() + checked_reads;
     report.figures.failed_operations += failures.get();
     let _ = a.manager.shutdown().await;
