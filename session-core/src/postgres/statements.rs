@@ -282,11 +282,16 @@ SELECT (SELECT count(*) FROM gone) AS sessions_deleted,
             }),
             log_read: s(format!(
                 "WITH fresh AS (
+    -- Two index scans (an OR would make the generic plan of the prepared
+    -- statement filter the whole index); the branches are disjoint, as
+    -- every id in xip is below xmax.
     SELECT l.xid, l.payload FROM {log} l
     WHERE l.xid >= pg_snapshot_xmax($1::text::pg_snapshot)::text::bigint
-       OR l.xid = ANY (ARRAY(
+    UNION ALL
+    SELECT l.xid, l.payload FROM {log} l
+    WHERE l.xid = ANY (ARRAY(
               SELECT x::text::bigint FROM pg_snapshot_xip($1::text::pg_snapshot) AS x))
-    ORDER BY l.xid
+    ORDER BY 1
     LIMIT $2::bigint
 )
 SELECT pg_current_snapshot()::text AS position,
