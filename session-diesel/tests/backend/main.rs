@@ -7,6 +7,7 @@
 mod common;
 
 mod engine;
+mod log;
 mod notifier;
 mod schema;
 mod store;
