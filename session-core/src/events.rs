@@ -11,6 +11,9 @@ use crate::manager::Inner;
 use crate::notifier::NotifierEvent;
 use crate::stats::Counters;
 
+/// Pause before the one retry of a failed revalidation read.
+pub(crate) const RESYNC_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The listener task: applies events until stopped, the notifier ends, or
 /// the manager is dropped.
 pub(crate) async fn listen(
@@ -85,8 +88,10 @@ impl Inner {
     }
 
     /// Revalidates every cached entry against the store by version, in
-    /// batches; drops changed and deleted ones. On a store error the whole
-    /// cache is cleared (the safe answer) and the error returned.
+    /// batches; drops changed and deleted ones. A failed store call is
+    /// retried once after [`RESYNC_RETRY_DELAY`] (a pooled connection that
+    /// died with a server restart fails the first call); if it fails again
+    /// the whole cache is cleared (the safe answer) and the error returned.
     pub(crate) async fn resync(&self) -> Result<usize> {
         let _serial = self.resync_serial.lock().await;
         // Loads in flight may have read data older than what we missed.
@@ -94,7 +99,16 @@ impl Inner {
         let ids = self.cache.ids();
         let mut dropped = 0;
         for chunk in ids.chunks(self.config.resync_batch_size) {
-            let versions: HashMap<_, _> = match self.backend.store.versions(chunk).await {
+            let store = &self.backend.store;
+            let read = match store.versions(chunk).await {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    tracing::debug!(error = %e, "resync read failed; retrying once");
+                    tokio::time::sleep(RESYNC_RETRY_DELAY).await;
+                    store.versions(chunk).await
+                }
+            };
+            let versions: HashMap<_, _> = match read {
                 Ok(v) => v.into_iter().collect(),
                 Err(e) => {
                     self.cache.clear();

@@ -32,6 +32,9 @@ pub enum NotifierEvent {
 ///   receiver. After any period in which payloads may have been lost
 ///   (reconnect, lag), the notifier sends [`NotifierEvent::Resync`] *after*
 ///   it is listening again, so nothing published after the resync is missed.
+///   A notifier that can replay what it missed (the PostgreSQL backends'
+///   invalidation log) instead delivers every missed payload and then
+///   [`NotifierEvent::Replayed`].
 /// - A notifier checks its connection periodically, so a silently dead one is
 ///   noticed within a bounded, configurable time.
 /// - Delivery stops, and background work ends, when the receiver is dropped.

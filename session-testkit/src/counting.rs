@@ -29,6 +29,10 @@ pub struct StoreCalls {
     /// Microseconds each `load` waits *after* reading and before returning,
     /// to widen the window in which an invalidation can overtake a load.
     pub load_delay_micros: AtomicU64,
+    /// **Fault injection**: this many of the next `versions` calls fail
+    /// with [`Error::Store`](session_core::Error::Store) (each failure
+    /// decrements it).
+    pub fail_next_versions: AtomicU64,
 }
 
 impl StoreCalls {
@@ -134,6 +138,16 @@ impl SessionStore for CountingStore {
     }
     async fn versions(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
         self.other();
+        let fail = self
+            .calls
+            .fail_next_versions
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(session_core::Error::store_msg(
+                "injected failure of a versions read",
+            ));
+        }
         self.inner.versions(ids).await
     }
     async fn cleanup(

@@ -71,6 +71,7 @@ macro_rules! conformance_tests {
             last_access::skip_last_access_update_honoured_on_cache_hits,
             last_access::shutdown_flushes_last_access,
             coherence::resync_after_gap_evicts_exactly_changed_and_deleted,
+            coherence::resync_retries_a_failed_read_once_then_clears,
             coherence::load_vs_invalidation_race_stress,
             coherence::min_version_reads_your_writes,
             coherence::max_lifetime_in_cache_refetches_once_without_loop,

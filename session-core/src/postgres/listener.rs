@@ -25,7 +25,7 @@ pub struct NotifierOptions {
     /// process as a lost connection). A check that fails or takes longer than
     /// [`liveness_timeout`](Self::liveness_timeout) counts as a lost
     /// connection: the notifier reconnects and sends
-    /// [`NotifierEvent::Resync`](crate::NotifierEvent::Resync). So a
+    /// [`NotifierEvent::Resync`]. So a
     /// half-open connection is found within about `liveness_interval +
     /// liveness_timeout`. Default 10 s.
     pub liveness_interval: Duration,
@@ -152,7 +152,8 @@ impl Backoff {
 /// supports it closes every listening connection while delivery is cut (so
 /// notifications published meanwhile are really lost), keeps them closed,
 /// and on [`restore`](Self::restore) reconnects, listens again and then sends
-/// [`NotifierEvent::Resync`](crate::NotifierEvent::Resync). Unused, it has
+/// [`NotifierEvent::Resync`] (notify mode) or replays the log (log mode;
+/// the log is not read while cut). Unused, it has
 /// no effect.
 #[derive(Clone, Debug)]
 pub struct DeliveryFault {

@@ -126,8 +126,9 @@ impl LogKick {
 /// [`ListenSink::kick`](super::ListenSink::kick)) or when the poll interval
 /// passes without one, and sends every new entry to the engine.
 ///
-/// - A failed read changes nothing (the position stays); the next kick or
-///   poll retries it.
+/// - A failed read changes nothing (the position stays); it is retried
+///   after 50 ms, doubling up to the poll interval (or at the next kick), so
+///   a connection that died with a server restart costs one quick retry.
 /// - While delivery is cut by a [`DeliveryFault`] it reads nothing, and a
 ///   read that was in flight when the cut began is discarded, so a gap
 ///   really is a gap (and is then replayed).
@@ -171,14 +172,18 @@ impl<R: LogReader> LogFeed<R> {
         &self.position
     }
 
+    /// First delay before retrying a failed read.
+    const RETRY_MIN: Duration = Duration::from_millis(50);
+
     /// Reads and delivers until the engine drops its receiver.
     pub async fn run(mut self) {
         let mut cut = self.fault.watch_cut();
+        let mut retry: Option<Duration> = None;
         loop {
             tokio::select! {
                 _ = self.tx.closed() => return,
                 _ = self.kick.notify.notified() => {}
-                _ = tokio::time::sleep(self.poll_interval) => {}
+                _ = tokio::time::sleep(retry.unwrap_or(self.poll_interval)) => {}
             }
             while *cut.borrow_and_update() {
                 tokio::select! {
@@ -186,15 +191,28 @@ impl<R: LogReader> LogFeed<R> {
                     changed = cut.changed() => if changed.is_err() { return },
                 }
             }
-            if !self.read_once().await {
-                return;
+            match self.read_once().await {
+                ReadOutcome::Stop => return,
+                ReadOutcome::Failed => {
+                    let next = retry.map_or(Self::RETRY_MIN, |d| d * 2);
+                    retry = Some(next.min(self.poll_interval));
+                }
+                ReadOutcome::Done => retry = None,
             }
         }
     }
 
     /// One read and its delivery (followed by [`NotifierEvent::Replayed`]
-    /// if a gap was marked before it). `false` once the receiver is gone.
-    pub async fn read_once(&mut self) -> bool {
+    /// if a gap was marked before it).
+    pub async fn read_once(&mut self) -> ReadOutcome {
+        let outcome = self.read_and_deliver().await;
+        if outcome != ReadOutcome::Stop && self.tx.is_closed() {
+            return ReadOutcome::Stop;
+        }
+        outcome
+    }
+
+    async fn read_and_deliver(&mut self) -> ReadOutcome {
         let limit = i64::try_from(Self::MAX_REPLAY + 1).unwrap_or(i64::MAX);
         let after_gap = self.kick.gap.swap(false, Ordering::SeqCst);
         let batch = match self.reader.read(Some(&self.position), limit).await {
@@ -202,12 +220,12 @@ impl<R: LogReader> LogFeed<R> {
             Ok(_) => {
                 // Cut while reading: this batch belongs after the gap.
                 self.kick.gap.fetch_or(after_gap, Ordering::SeqCst);
-                return !self.tx.is_closed();
+                return ReadOutcome::Done;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "reading the invalidation log failed; retrying at the next wake-up or poll");
+                tracing::warn!(error = %e, "reading the invalidation log failed; retrying");
                 self.kick.gap.fetch_or(after_gap, Ordering::SeqCst);
-                return !self.tx.is_closed();
+                return ReadOutcome::Failed;
             }
         };
         self.position = batch.position;
@@ -217,14 +235,33 @@ impl<R: LogReader> LogFeed<R> {
                 entries = batch.payloads.len(),
                 "invalidation log cannot be replayed; revalidating the cache"
             );
-            return self.tx.send(NotifierEvent::Resync).await.is_ok();
+            return sent(self.tx.send(NotifierEvent::Resync).await.is_ok());
         }
         for payload in batch.payloads {
             if self.tx.send(NotifierEvent::Payload(payload)).await.is_err() {
-                return false;
+                return ReadOutcome::Stop;
             }
         }
-        !after_gap || self.tx.send(NotifierEvent::Replayed).await.is_ok()
+        sent(!after_gap || self.tx.send(NotifierEvent::Replayed).await.is_ok())
+    }
+}
+
+/// What [`LogFeed::read_once`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Read and delivered (or discarded because delivery is cut).
+    Done,
+    /// The read failed; the position is unchanged.
+    Failed,
+    /// The engine dropped its receiver.
+    Stop,
+}
+
+fn sent(ok: bool) -> ReadOutcome {
+    if ok {
+        ReadOutcome::Done
+    } else {
+        ReadOutcome::Stop
     }
 }
 
@@ -393,10 +430,10 @@ mod tests {
         ]);
         let (mut feed, mut rx) = feed(&script).await;
         assert_eq!(feed.position(), "1:1:");
-        assert!(feed.read_once().await);
-        assert!(feed.read_once().await, "a failed read is retried later");
+        assert_eq!(feed.read_once().await, ReadOutcome::Done);
+        assert_eq!(feed.read_once().await, ReadOutcome::Failed);
         assert_eq!(feed.position(), "5:5:", "a failed read keeps the position");
-        assert!(feed.read_once().await);
+        assert_eq!(feed.read_once().await, ReadOutcome::Done);
         let asked = script.asked.lock().unwrap().clone();
         assert_eq!(
             asked,
@@ -423,15 +460,15 @@ mod tests {
         ]);
         let (mut feed, mut rx) = feed(&script).await;
         feed.kick.gap();
-        assert!(feed.read_once().await);
+        assert_eq!(feed.read_once().await, ReadOutcome::Failed);
         assert!(rx.try_recv().is_err(), "a failed read reports nothing");
-        assert!(feed.read_once().await);
+        assert_eq!(feed.read_once().await, ReadOutcome::Done);
         assert_eq!(
             rx.recv().await,
             Some(NotifierEvent::Payload("missed".into()))
         );
         assert_eq!(rx.recv().await, Some(NotifierEvent::Replayed));
-        assert!(feed.read_once().await);
+        assert_eq!(feed.read_once().await, ReadOutcome::Done);
         assert!(rx.try_recv().is_err(), "only the first read after a gap");
     }
 
@@ -444,7 +481,7 @@ mod tests {
             .unwrap()
             .extend([batch("1:1:", false, &[]), batch("7:7:", true, &["a"])]);
         let (mut feed, mut rx) = feed(&script).await;
-        assert!(feed.read_once().await);
+        assert_eq!(feed.read_once().await, ReadOutcome::Done);
         assert_eq!(rx.recv().await, Some(NotifierEvent::Resync));
         assert!(rx.try_recv().is_err(), "nothing replayed after a loss");
         assert_eq!(feed.position(), "7:7:");
@@ -460,9 +497,40 @@ mod tests {
             .extend([batch("1:1:", false, &[]), batch("3:3:", false, &["a"])]);
         let (mut feed, mut rx) = feed(&script).await;
         feed.fault.cut().await;
-        assert!(feed.read_once().await);
+        assert_eq!(feed.read_once().await, ReadOutcome::Done);
         assert!(rx.try_recv().is_err());
         assert_eq!(feed.position(), "1:1:");
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_retried_soon_not_at_the_next_poll() {
+        let script = Script::default();
+        script.answers.lock().unwrap().extend([
+            batch("1:1:", false, &[]),
+            Err(Error::store_msg("connection died with the server")),
+            batch("2:2:", false, &["after the retry"]),
+        ]);
+        let (tx, mut rx) = mpsc::channel(16);
+        let kick = Arc::new(LogKick::new());
+        let feed = LogFeed::start(
+            script.clone(),
+            tx,
+            Arc::clone(&kick),
+            DeliveryFault::new(),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+        let task = tokio::spawn(feed.run());
+        kick.kick();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(
+            got.unwrap(),
+            Some(NotifierEvent::Payload("after the retry".into())),
+            "retried within seconds, although the poll interval is an hour"
+        );
+        drop(rx);
+        task.await.unwrap();
     }
 
     #[tokio::test]

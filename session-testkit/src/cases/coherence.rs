@@ -55,6 +55,41 @@ pub async fn resync_after_gap_evicts_exactly_changed_and_deleted<B: TestBackend>
     c.finish().await;
 }
 
+/// A revalidation whose store read fails once retries it and keeps the
+/// cache; one that fails twice clears the cache (the safe answer) and
+/// counts a failure.
+pub async fn resync_retries_a_failed_read_once_then_clears<B: TestBackend>() {
+    let c = Cluster::<B>::start(1, test_config()).await;
+    let node = c.node(0);
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        let (_, t) = new_session(node, Uuid::new_v4()).await;
+        get(node, &t).await.unwrap();
+        tokens.push(t);
+    }
+    c.calls[0].fail_next_versions.store(1, Ordering::SeqCst);
+    assert_eq!(node.resync().await.unwrap(), 0, "nothing changed");
+    for t in &tokens {
+        assert!(
+            node.is_cached(t.id()),
+            "one failed read does not cost the cache"
+        );
+    }
+    assert_eq!(node.stats().resync_failures, 0);
+
+    c.calls[0].fail_next_versions.store(2, Ordering::SeqCst);
+    assert!(node.resync().await.is_err());
+    for t in &tokens {
+        assert!(
+            !node.is_cached(t.id()),
+            "a failed revalidation clears the cache"
+        );
+    }
+    assert_eq!(node.stats().resync_failures, 1);
+    assert!(get(node, &tokens[0]).await.is_ok(), "reads go to the store");
+    c.finish().await;
+}
+
 /// Tight reads on node B while node A updates: once A's last update is
 /// visible on B, B never serves an older version again (a load that raced an
 /// invalidation is not cached).
