@@ -1,11 +1,12 @@
-//! [`DieselNotifier`]: invalidations over LISTEN/NOTIFY, with a dedicated
-//! diesel-async connection per subscription.
+//! [`DieselNotifier`]: invalidations through the invalidation log (or plain
+//! LISTEN/NOTIFY), with a dedicated diesel-async connection per
+//! subscription, run by the shared [`ListenLoop`].
 //!
 //! diesel-async's `notifications_stream()` never reconnects: after a lost
 //! connection it yields one error, then ends, and panics if polled again.
-//! So the listen loop here takes a *fresh* stream for every wait and drops
-//! it right after (a stream that ended is never polled again), treats an
-//! error or the end as a lost connection, and reconnects itself.
+//! So the connection here takes a *fresh* stream for every wait and drops
+//! it right after (a stream that ended is never polled again), and reports
+//! an error or the end as a lost connection; the loop reconnects.
 //!
 //! The fresh-stream-per-wait shape is also how liveness is checked: the
 //! stream borrows the connection mutably, but between two waits the
@@ -16,18 +17,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use diesel::pg::PgNotification;
 use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
 use session_core::postgres::{
-    Backoff, DeliveryFault, ListenSink, LogFeed, LogKick, NotifierOptions, Sql, WakeUp, quote_ident,
+    DeliveryFault, ListenConnection, ListenConnector, ListenLoop, ListenSink, LogFeed, LogKick,
+    NotifierOptions, Sql, WakeUp, quote_ident,
 };
 use session_core::{
     Config, Error, Invalidation, InvalidationDelivery, Notifier, NotifierEvent, Result,
 };
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::timeout;
 use uuid::Uuid;
 
 use crate::error::notifier;
@@ -200,12 +201,17 @@ impl Notifier for DieselNotifier {
                 ListenSink::kick(tx, kick)
             }
         };
-        let task = ListenTask {
-            target,
-            fault: self.fault.clone(),
+        let task = ListenLoop {
+            channel: target.channel.clone(),
+            options: target.options.clone(),
+            connector: target,
             sink,
+            fault: self.fault.clone(),
         };
-        tokio::spawn(task.run(conn));
+        tokio::spawn(task.run(Listening {
+            conn,
+            channel: self.sql.names.channel.clone(),
+        }));
         Ok(rx)
     }
 }
@@ -260,147 +266,48 @@ impl ListenTarget {
     }
 }
 
-/// Why the connected phase of the listen loop ended.
-enum Disconnect {
-    /// The engine dropped its receiver: stop.
-    Stop,
-    /// The connection failed or a fault was injected: reconnect.
-    Reconnect,
+/// A listening diesel-async connection.
+struct Listening {
+    conn: AsyncPgConnection,
+    channel: String,
 }
 
-/// What one wait on the listening connection produced.
-enum Wake {
-    Notification(PgNotification),
-    /// The stream yielded an error or ended: the connection is gone.
-    Lost(Option<diesel::result::Error>),
-    Ping,
-    CutChanged,
-    ReceiverDropped,
+#[async_trait]
+impl ListenConnector for ListenTarget {
+    type Connection = Listening;
+
+    async fn connect(&self) -> Result<Listening> {
+        Ok(Listening {
+            conn: ListenTarget::connect(self).await?,
+            channel: self.channel.clone(),
+        })
+    }
 }
 
-struct ListenTask {
-    target: ListenTarget,
-    fault: DeliveryFault,
-    sink: ListenSink,
-}
-
-impl ListenTask {
-    async fn run(self, first: AsyncPgConnection) {
-        let mut conn = first;
+#[async_trait]
+impl ListenConnection for Listening {
+    async fn recv(&mut self) -> std::result::Result<String, String> {
         loop {
-            self.fault.listener_opened();
-            let outcome = self.listen(&mut conn).await;
-            // Dropping the connection ends its driver task and closes the socket.
-            drop(conn);
-            self.fault.listener_closed();
-            if matches!(outcome, Disconnect::Stop) {
-                return;
-            }
-            conn = match self.reconnect().await {
-                Some(c) => c,
-                None => return,
-            };
-            // Listening again: notifications sent during the gap are lost.
-            if !self.sink.reconnected().await {
-                return;
+            // A fresh stream per wait, dropped before the connection is used
+            // again; a stream that ended is never polled again. Cancel-safe:
+            // notifications stay queued in the connection until a stream
+            // reads them.
+            let mut stream = std::pin::pin!(self.conn.notifications_stream());
+            match stream.next().await {
+                // Only our channel is listened to; check anyway.
+                Some(Ok(n)) if n.channel == self.channel => return Ok(n.payload),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("connection closed".into()),
             }
         }
     }
 
-    /// Delivers notifications until the connection is lost or cut, or the
-    /// receiver is dropped.
-    async fn listen(&self, conn: &mut AsyncPgConnection) -> Disconnect {
-        let channel = &self.target.channel;
-        let options = &self.target.options;
-        let mut cut = self.fault.watch_cut();
-        let mut next_ping = Instant::now() + options.liveness_interval;
-        loop {
-            if *cut.borrow_and_update() {
-                return Disconnect::Reconnect;
-            }
-            let wake = {
-                // A fresh stream per wait, dropped before the connection is
-                // used again; a stream that ended is never polled again.
-                let mut stream = std::pin::pin!(conn.notifications_stream());
-                tokio::select! {
-                    biased;
-                    _ = self.sink.closed() => Wake::ReceiverDropped,
-                    _ = cut.changed() => Wake::CutChanged,
-                    item = stream.next() => match item {
-                        Some(Ok(n)) => Wake::Notification(n),
-                        Some(Err(e)) => Wake::Lost(Some(e)),
-                        None => Wake::Lost(None),
-                    },
-                    _ = sleep_until(next_ping) => Wake::Ping,
-                }
-            };
-            match wake {
-                Wake::ReceiverDropped => return Disconnect::Stop,
-                Wake::CutChanged => continue,
-                Wake::Notification(n) => {
-                    // Only our channel is listened to; check anyway.
-                    if n.channel == *channel && !self.sink.notification(n.payload).await {
-                        return Disconnect::Stop;
-                    }
-                }
-                Wake::Lost(error) => {
-                    match error {
-                        Some(e) => {
-                            tracing::warn!(%channel, error = %e, "listener connection lost; reconnecting")
-                        }
-                        None => {
-                            tracing::warn!(%channel, "listener connection closed; reconnecting")
-                        }
-                    }
-                    return Disconnect::Reconnect;
-                }
-                Wake::Ping => {
-                    match timeout(options.liveness_timeout, conn.batch_execute("SELECT 1")).await {
-                        Ok(Ok(())) => next_ping = Instant::now() + options.liveness_interval,
-                        Ok(Err(e)) => {
-                            tracing::warn!(%channel, error = %e, "listener liveness check failed; reconnecting");
-                            return Disconnect::Reconnect;
-                        }
-                        Err(_) => {
-                            tracing::warn!(%channel, timeout = ?options.liveness_timeout, "listener liveness check timed out; reconnecting");
-                            return Disconnect::Reconnect;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits while delivery is cut, then connects with exponential backoff.
-    /// `None` if the engine dropped its receiver meanwhile.
-    async fn reconnect(&self) -> Option<AsyncPgConnection> {
-        let mut cut = self.fault.watch_cut();
-        let mut backoff = Backoff::new(&self.target.options);
-        loop {
-            while *cut.borrow_and_update() {
-                tokio::select! {
-                    _ = self.sink.closed() => return None,
-                    changed = cut.changed() => if changed.is_err() { return None },
-                }
-            }
-            let result = tokio::select! {
-                _ = self.sink.closed() => return None,
-                r = self.target.connect() => r,
-            };
-            match result {
-                // Cut again while connecting: drop it and wait.
-                Ok(_) if self.fault.is_cut() => continue,
-                Ok(conn) => return Some(conn),
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(channel = %self.target.channel, error = %e, retry_in = ?delay, "listener reconnect failed");
-                    tokio::select! {
-                        _ = self.sink.closed() => return None,
-                        _ = sleep(delay) => {}
-                    }
-                }
-            }
-        }
+    async fn ping(&mut self) -> std::result::Result<(), String> {
+        self.conn
+            .batch_execute("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use session_core::postgres::{
-    Backoff, DeliveryFault, ListenSink, LogFeed, LogKick, NotifierOptions, Sql, WakeUp,
+    DeliveryFault, ListenConnection, ListenConnector, ListenLoop, ListenSink, LogFeed, LogKick,
+    NotifierOptions, Sql, WakeUp,
 };
 use session_core::{
     Config, Error, Invalidation, InvalidationDelivery, Notifier, NotifierEvent, Result,
@@ -13,7 +14,7 @@ use session_core::{
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::timeout;
 use uuid::Uuid;
 
 use crate::error::store;
@@ -225,147 +226,68 @@ impl Notifier for SqlxNotifier {
                 ListenSink::kick(tx, kick)
             }
         };
-        let task = ListenTask {
-            pool: self.pool.clone(),
-            application_name: self.application_name(),
-            channel: self.sql.names.channel.clone(),
-            options: self.options.clone(),
-            fault: self.fault.clone(),
+        let task = ListenLoop {
+            connector: Connector {
+                pool: self.pool.clone(),
+                application_name: self.application_name(),
+                channel: self.sql.names.channel.clone(),
+                options: self.options.clone(),
+            },
             sink,
+            fault: self.fault.clone(),
+            options: self.options.clone(),
+            channel: self.sql.names.channel.clone(),
         };
         tokio::spawn(task.run(listener));
         Ok(rx)
     }
 }
 
-/// Why the connected phase of the listen loop ended.
-enum Disconnect {
-    /// The engine dropped its receiver: stop.
-    Stop,
-    /// The connection failed or a fault was injected: reconnect.
-    Reconnect,
-}
-
-struct ListenTask {
+/// Opens [`Listening`] connections for the [`ListenLoop`].
+struct Connector {
     pool: PgPool,
     application_name: String,
     channel: String,
     options: NotifierOptions,
-    fault: DeliveryFault,
-    sink: ListenSink,
 }
 
-impl ListenTask {
-    async fn run(self, first: Listening) {
-        let mut listening = first;
-        loop {
-            self.fault.listener_opened();
-            let outcome = self.listen(&mut listening).await;
-            drop(listening);
-            self.fault.listener_closed();
-            if matches!(outcome, Disconnect::Stop) {
-                return;
-            }
-            listening = match self.reconnect().await {
-                Some(l) => l,
-                None => return,
-            };
-            // Listening again: notifications sent during the gap are lost.
-            if !self.sink.reconnected().await {
-                return;
-            }
+#[async_trait]
+impl ListenConnector for Connector {
+    type Connection = Listening;
+
+    async fn connect(&self) -> Result<Listening> {
+        connect_listener(
+            &self.pool,
+            &self.application_name,
+            &self.channel,
+            &self.options,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl ListenConnection for Listening {
+    async fn recv(&mut self) -> std::result::Result<String, String> {
+        // `try_recv` is cancel-safe: a notification is taken off the
+        // connection's buffer only when it is returned.
+        match self.listener.try_recv().await {
+            Ok(Some(n)) => Ok(n.payload().to_owned()),
+            // No eager reconnect: the loop reconnects and reports the gap.
+            Ok(None) => Err("connection closed".into()),
+            Err(e) => Err(e.to_string()),
         }
     }
 
-    /// Delivers notifications until the connection is lost or cut.
-    async fn listen(&self, listening: &mut Listening) -> Disconnect {
-        let Listening { listener, pid } = listening;
-        let mut cut = self.fault.watch_cut();
-        let mut next_ping = Instant::now() + self.options.liveness_interval;
-        loop {
-            if *cut.borrow_and_update() {
-                return Disconnect::Reconnect;
-            }
-            tokio::select! {
-                biased;
-                _ = self.sink.closed() => return Disconnect::Stop,
-                _ = cut.changed() => continue,
-                received = listener.try_recv() => match received {
-                    Ok(Some(n)) => {
-                        if !self.sink.notification(n.payload().to_owned()).await {
-                            return Disconnect::Stop;
-                        }
-                    }
-                    Ok(None) => {
-                        // The connection was lost (no eager reconnect):
-                        // reconnect, listen, then report the gap.
-                        tracing::warn!(channel = %self.channel, "listener connection lost; reconnecting");
-                        return Disconnect::Reconnect;
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel = %self.channel, error = %e, "listener failed; reconnecting");
-                        return Disconnect::Reconnect;
-                    }
-                },
-                _ = tokio::time::sleep_until(next_ping) => {
-                    let ping = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
-                        .fetch_one(&mut *listener);
-                    match timeout(self.options.liveness_timeout, ping).await {
-                        Ok(Ok(answered)) if answered == *pid => {
-                            next_ping = Instant::now() + self.options.liveness_interval;
-                        }
-                        Ok(Ok(_)) => {
-                            tracing::warn!(channel = %self.channel, "listener connection was replaced unseen; reconnecting");
-                            return Disconnect::Reconnect;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::warn!(channel = %self.channel, error = %e, "listener ping failed; reconnecting");
-                            return Disconnect::Reconnect;
-                        }
-                        Err(_) => {
-                            tracing::warn!(channel = %self.channel, "listener ping timed out; reconnecting");
-                            return Disconnect::Reconnect;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits while delivery is cut, then connects with exponential backoff.
-    /// `None` if the engine dropped its receiver meanwhile.
-    async fn reconnect(&self) -> Option<Listening> {
-        let mut cut = self.fault.watch_cut();
-        let mut backoff = Backoff::new(&self.options);
-        loop {
-            while *cut.borrow_and_update() {
-                tokio::select! {
-                    _ = self.sink.closed() => return None,
-                    changed = cut.changed() => if changed.is_err() { return None },
-                }
-            }
-            let attempt = connect_listener(
-                &self.pool,
-                &self.application_name,
-                &self.channel,
-                &self.options,
-            );
-            let result = tokio::select! {
-                _ = self.sink.closed() => return None,
-                r = attempt => r,
-            };
-            match result {
-                Ok(listener) if !*cut.borrow() => return Some(listener),
-                Ok(_) => continue,
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(channel = %self.channel, error = %e, retry_in = ?delay, "listener reconnect failed");
-                    tokio::select! {
-                        _ = self.sink.closed() => return None,
-                        _ = sleep(delay) => {}
-                    }
-                }
-            }
+    async fn ping(&mut self) -> std::result::Result<(), String> {
+        let answered = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&mut self.listener)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answered == self.pid {
+            Ok(())
+        } else {
+            Err("the connection was replaced unseen".into())
         }
     }
 }

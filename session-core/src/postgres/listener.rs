@@ -3,9 +3,8 @@
 //! test hook that cuts delivery ([`DeliveryFault`]) and where notifications
 //! go ([`ListenSink`]).
 //!
-//! The listen loop itself stays in each backend crate, because the drivers
-//! expose LISTEN so differently (sqlx's `PgListener` reconnects by itself;
-//! diesel-async's notification stream ends for good on the first error).
+//! The loop itself is [`ListenLoop`](super::ListenLoop); each backend
+//! supplies only its driver's connection.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,12 +13,15 @@
 //! - [`locks`]: what a failed lock statement means.
 //! - [`listener`]: options, reconnect backoff, fault injection and the
 //!   notification sink of the LISTEN-based notifiers.
+//! - [`listen_loop`]: the reconnecting listen loop they all run, over a
+//!   driver's connection.
 //! - [`log`]: the invalidation log: reading it from a position (and why
 //!   that never skips a commit), the reader task and the coalesced wake-up.
 //!
 //! [`Sql`] bundles them for one [`Config`].
 
 pub mod ddl;
+pub mod listen_loop;
 pub mod listener;
 pub mod locks;
 pub mod log;
@@ -32,6 +35,7 @@ use std::time::Duration;
 use crate::config::{Config, InvalidationDelivery};
 
 pub use ddl::{SCHEMA_VERSION, Schema, schema_marker};
+pub use listen_loop::{ListenConnection, ListenConnector, ListenLoop};
 pub use listener::{Backoff, DeliveryFault, ListenSink, NotifierOptions};
 pub use locks::LockStatus;
 pub use log::{LogBatch, LogFeed, LogKick, LogReader, ReadOutcome, WakeSender, WakeUp};
