@@ -21,12 +21,10 @@ use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
 use session_core::postgres::{
-    DeliveryFault, ListenConnection, ListenConnector, ListenLoop, ListenSink, LogFeed, LogKick,
-    NotifierOptions, Sql, WakeUp, quote_ident,
+    DeliveryFault, ListenConnection, ListenConnector, ListenLoop, NotifierOptions, Sql, WakeUp,
+    quote_ident, subscription_sink,
 };
-use session_core::{
-    Config, Error, Invalidation, InvalidationDelivery, Notifier, NotifierEvent, Result,
-};
+use session_core::{Config, Error, Invalidation, Notifier, NotifierEvent, Result};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use uuid::Uuid;
@@ -37,7 +35,7 @@ use crate::pool::{PgPool, connection};
 use crate::query::Statement;
 
 /// A [`Notifier`] on PostgreSQL through diesel-async, in the deployment's
-/// [`InvalidationDelivery`] mode.
+/// [`InvalidationDelivery`](session_core::InvalidationDelivery) mode.
 ///
 /// - [`publish`](Notifier::publish) publishes every payload of the
 ///   invalidation (the shared encoding of [`Invalidation::encode`]) in one
@@ -49,7 +47,7 @@ use crate::query::Statement;
 ///   is listening on the deployment's channel and, in log mode, the log
 ///   position is established; from then on every payload is delivered as
 ///   [`NotifierEvent::Payload`].
-/// - **Log mode**: a notification or a reconnect makes the [`LogFeed`] read
+/// - **Log mode**: a notification or a reconnect makes the [`LogFeed`](session_core::postgres::LogFeed) read
 ///   the log from its position, as does every
 ///   [`Config::invalidation_poll_interval`]; a connection loss loses
 ///   nothing, and [`NotifierEvent::Resync`] is sent only if the position
@@ -176,31 +174,19 @@ impl Notifier for DieselNotifier {
         let target = self.target();
         let conn = target.connect().await?;
         let (tx, rx) = mpsc::channel(self.options.channel_capacity.max(1));
-        let sink = match self.sql.delivery {
-            InvalidationDelivery::Notify => ListenSink::forward(tx),
-            InvalidationDelivery::Log => {
-                // Listening already, so no wake-up after this position is missed.
-                let kick = Arc::new(LogKick::new());
-                let reader = DieselLogReader {
-                    pool: self.pool.clone(),
-                    sql: Arc::clone(&self.sql),
-                };
-                let feed = LogFeed::start(
-                    reader,
-                    tx.clone(),
-                    Arc::clone(&kick),
-                    self.fault.clone(),
-                    self.sql.poll_interval,
-                )
-                .await
-                .map_err(|e| match e {
-                    Error::Store { message, source } => Error::Notifier { message, source },
-                    other => other,
-                })?;
-                tokio::spawn(feed.run());
-                ListenSink::kick(tx, kick)
-            }
+        // Listening already, so no wake-up after the log position is missed.
+        let reader = DieselLogReader {
+            pool: self.pool.clone(),
+            sql: Arc::clone(&self.sql),
         };
+        let sink = subscription_sink(
+            self.sql.delivery,
+            tx,
+            reader,
+            self.fault.clone(),
+            self.sql.poll_interval,
+        )
+        .await?;
         let task = ListenLoop {
             channel: target.channel.clone(),
             options: target.options.clone(),

@@ -283,6 +283,7 @@ async fn thirty_two_writers_on_both_backends_every_invalidation_exactly_once_on_
     use std::sync::Arc;
 
     use session_core::{NodeId, Notifier, NotifierEvent, SessionStore};
+    use session_testkit::fixtures::{sessions_payload, touch_update};
 
     const WRITERS: usize = 32;
     const UPDATES: usize = 30;
@@ -305,21 +306,8 @@ async fn thirty_two_writers_on_both_backends_every_invalidation_exactly_once_on_
             let mut committed = Vec::new();
             for _ in 0..UPDATES {
                 let origin = NodeId::random();
-                let req = session_core::UpdateRequest {
-                    id: r.id,
-                    base_version: 0,
-                    check_version: false,
-                    check_attribute_versions: false,
-                    changes: vec![],
-                    group_id: None,
-                    expires_at: None,
-                    include_inactivity: None,
-                    now: common::now(),
-                    notify: true,
-                    origin,
-                };
-                store.update(&req).await.unwrap();
-                committed.push(format!("1;{};s;{}", origin.0, r.id));
+                store.update(&touch_update(r.id, origin)).await.unwrap();
+                committed.push(sessions_payload(origin, r.id));
             }
             committed
         }));

@@ -5,12 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use session_core::postgres::{
-    DeliveryFault, ListenConnection, ListenConnector, ListenLoop, ListenSink, LogFeed, LogKick,
-    NotifierOptions, Sql, WakeUp,
+    DeliveryFault, ListenConnection, ListenConnector, ListenLoop, NotifierOptions, Sql, WakeUp,
+    subscription_sink,
 };
-use session_core::{
-    Config, Error, Invalidation, InvalidationDelivery, Notifier, NotifierEvent, Result,
-};
+use session_core::{Config, Error, Invalidation, Notifier, NotifierEvent, Result};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::mpsc;
@@ -21,7 +19,7 @@ use crate::error::store;
 use crate::log::SqlxLogReader;
 
 /// A [`Notifier`] on PostgreSQL, in the deployment's
-/// [`InvalidationDelivery`] mode.
+/// [`InvalidationDelivery`](session_core::InvalidationDelivery) mode.
 ///
 /// - [`publish`](Notifier::publish) publishes every payload of the
 ///   invalidation in one statement (one transaction) on the pool: appended
@@ -32,7 +30,7 @@ use crate::log::SqlxLogReader;
 ///   in log mode, the log position is established; from then on every
 ///   payload is delivered as [`NotifierEvent::Payload`].
 /// - **Log mode**: a notification or a reconnect makes the
-///   [`LogFeed`] read the log from its position, as does every
+///   [`LogFeed`](session_core::postgres::LogFeed) read the log from its position, as does every
 ///   [`Config::invalidation_poll_interval`]; a connection loss loses
 ///   nothing, and [`NotifierEvent::Resync`] is sent only if the position
 ///   was pruned meanwhile.
@@ -201,31 +199,19 @@ impl Notifier for SqlxNotifier {
     async fn subscribe(&self) -> Result<mpsc::Receiver<NotifierEvent>> {
         let listener = self.connect_listener().await?;
         let (tx, rx) = mpsc::channel(self.options.channel_capacity.max(1));
-        let sink = match self.sql.delivery {
-            InvalidationDelivery::Notify => ListenSink::forward(tx),
-            InvalidationDelivery::Log => {
-                // Listening already, so no wake-up after this position is missed.
-                let kick = Arc::new(LogKick::new());
-                let reader = SqlxLogReader {
-                    pool: self.pool.clone(),
-                    sql: Arc::clone(&self.sql),
-                };
-                let feed = LogFeed::start(
-                    reader,
-                    tx.clone(),
-                    Arc::clone(&kick),
-                    self.fault.clone(),
-                    self.sql.poll_interval,
-                )
-                .await
-                .map_err(|e| match e {
-                    Error::Store { message, source } => Error::Notifier { message, source },
-                    other => other,
-                })?;
-                tokio::spawn(feed.run());
-                ListenSink::kick(tx, kick)
-            }
+        // Listening already, so no wake-up after the log position is missed.
+        let reader = SqlxLogReader {
+            pool: self.pool.clone(),
+            sql: Arc::clone(&self.sql),
         };
+        let sink = subscription_sink(
+            self.sql.delivery,
+            tx,
+            reader,
+            self.fault.clone(),
+            self.sql.poll_interval,
+        )
+        .await?;
         let task = ListenLoop {
             connector: Connector {
                 pool: self.pool.clone(),

@@ -17,6 +17,7 @@ mod backend;
 pub mod cases;
 mod cluster;
 mod counting;
+pub mod fixtures;
 pub mod locks;
 mod memory;
 #[cfg(feature = "postgres")]

@@ -1,4 +1,4 @@
-//! The invalidation log ([`InvalidationDelivery::Log`](crate::InvalidationDelivery::Log)):
+//! The invalidation log ([`crate::InvalidationDelivery::Log`]):
 //! how writes publish without NOTIFY, and how nodes read what they missed.
 //!
 //! # Why
@@ -68,10 +68,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
-use crate::error::Result;
+use crate::config::InvalidationDelivery;
+use crate::error::{Error, Result};
 use crate::notifier::NotifierEvent;
 
-use super::listener::DeliveryFault;
+use super::listener::{DeliveryFault, ListenSink};
 
 /// What one read of the log returned (the `log_read` statement's row).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,6 +263,36 @@ fn sent(ok: bool) -> ReadOutcome {
         ReadOutcome::Done
     } else {
         ReadOutcome::Stop
+    }
+}
+
+/// The [`ListenSink`] of a new subscription in `delivery` mode.
+///
+/// Notify mode: notifications go straight to `tx`. Log mode: establishes
+/// the log position with `reader`, spawns the [`LogFeed`] and returns a
+/// sink that kicks it; call this once the subscription's connection
+/// listens, so no wake-up after that position is missed. A failed first
+/// read is an [`Error::Notifier`].
+pub async fn subscription_sink<R: LogReader>(
+    delivery: InvalidationDelivery,
+    tx: mpsc::Sender<NotifierEvent>,
+    reader: R,
+    fault: DeliveryFault,
+    poll_interval: Duration,
+) -> Result<ListenSink> {
+    match delivery {
+        InvalidationDelivery::Notify => Ok(ListenSink::forward(tx)),
+        InvalidationDelivery::Log => {
+            let kick = Arc::new(LogKick::new());
+            let feed = LogFeed::start(reader, tx.clone(), Arc::clone(&kick), fault, poll_interval)
+                .await
+                .map_err(|e| match e {
+                    Error::Store { message, source } => Error::Notifier { message, source },
+                    other => other,
+                })?;
+            tokio::spawn(feed.run());
+            Ok(ListenSink::kick(tx, kick))
+        }
     }
 }
 

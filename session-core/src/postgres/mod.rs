@@ -38,7 +38,9 @@ pub use ddl::{SCHEMA_VERSION, Schema, schema_marker};
 pub use listen_loop::{ListenConnection, ListenConnector, ListenLoop};
 pub use listener::{Backoff, DeliveryFault, ListenSink, NotifierOptions};
 pub use locks::LockStatus;
-pub use log::{LogBatch, LogFeed, LogKick, LogReader, ReadOutcome, WakeSender, WakeUp};
+pub use log::{
+    LogBatch, LogFeed, LogKick, LogReader, ReadOutcome, WakeSender, WakeUp, subscription_sink,
+};
 pub use names::{Names, quote_ident, quote_literal};
 pub use params::{CreateParams, UpdateParams, inactivity_cutoff, lease_micros};
 pub use statements::Statements;

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
 use serde_json::json;
-use session_core::{
-    Config, CreateOptions, GetOptions, NodeId, Notifier, NotifierEvent, SessionToken, UpdateRequest,
-};
+use session_core::{Config, CreateOptions, GetOptions, NodeId, Notifier, SessionToken};
+use session_testkit::fixtures::{collect_replay, sessions_payload, touch_update};
 use session_testkit::{Cluster, TestBackend, eventually, test_config};
 use uuid::Uuid;
 
-use crate::common::{DieselTestBackend, next_event, now, record};
+use crate::common::{DieselTestBackend, now, record};
 
 fn log_config() -> Config {
     Config {
@@ -36,22 +35,6 @@ async fn cached_session(c: &Cluster<DieselTestBackend>, nodes: &[usize]) -> Sess
         assert!(c.node(i).is_cached(t.id()));
     }
     t
-}
-
-fn touch(id: Uuid, origin: NodeId) -> UpdateRequest {
-    UpdateRequest {
-        id,
-        base_version: 0,
-        check_version: false,
-        check_attribute_versions: false,
-        changes: vec![],
-        group_id: None,
-        expires_at: None,
-        include_inactivity: None,
-        now: now(),
-        notify: true,
-        origin,
-    }
 }
 
 #[tokio::test]
@@ -137,21 +120,14 @@ async fn a_killed_listener_replays_the_gap() {
     let mut want = Vec::new();
     for _ in 0..5 {
         let origin = NodeId::random();
-        writer.store.update(&touch(r.id, origin)).await.unwrap();
-        want.push(format!("1;{};s;{}", origin.0, r.id));
+        writer
+            .store
+            .update(&touch_update(r.id, origin))
+            .await
+            .unwrap();
+        want.push(sessions_payload(origin, r.id));
     }
-    let mut got = Vec::new();
-    let mut replayed = false;
-    while let Some(e) = next_event(&mut rx, Duration::from_secs(5)).await {
-        match e {
-            NotifierEvent::Payload(p) => got.push(p),
-            NotifierEvent::Replayed => replayed = true,
-            NotifierEvent::Resync => panic!("log mode must replay, not resync"),
-        }
-        if replayed && got.len() >= want.len() {
-            break;
-        }
-    }
+    let (mut got, replayed) = collect_replay(&mut rx, want.len(), Duration::from_secs(5)).await;
     assert!(replayed, "the reconnect is reported as a replay");
     got.sort();
     want.sort();

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use session_core::{
     Config, Invalidation, InvalidationDelivery, InvalidationKind, NodeId, Notifier, NotifierEvent,
-    SessionStore, UpdateRequest,
+    SessionStore,
 };
 use session_diesel::{DieselBackend, NotifierOptions, PgPool};
 use session_testkit::TestBackend;
+use session_testkit::fixtures::touch_update;
 use session_testkit::postgres::{TestCluster, TestPostgres};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -18,22 +19,6 @@ use crate::common::{
     DieselTestBackend, backend_pid, drain, expect_resync, fast_notifier, next_event, now, pool,
     record, terminate,
 };
-
-fn touch_update(id: Uuid, origin: NodeId) -> UpdateRequest {
-    UpdateRequest {
-        id,
-        base_version: 0,
-        check_version: false,
-        check_attribute_versions: false,
-        changes: vec![],
-        group_id: None,
-        expires_at: None,
-        include_inactivity: None,
-        now: now(),
-        notify: true,
-        origin,
-    }
-}
 
 fn payload_for(origin: NodeId, id: Uuid) -> NotifierEvent {
     NotifierEvent::Payload(

@@ -2,24 +2,21 @@
 //! factory for this backend) and small helpers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
 use diesel::sql_types::{Integer, Text, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::RunQueryDsl;
 use session_core::postgres::Sql;
-use session_core::{
-    AttributeRecord, Backend, Config, InvalidationDelivery, LockProvider, NotifierEvent,
-    SecretHash, SessionRecord, truncate_micros,
-};
+use session_core::{Backend, Config, InvalidationDelivery, LockProvider, NotifierEvent};
 use session_diesel::{
     DieselBackend, DieselLockProvider, NotifierOptions, PgPool, PoolOptions, build_pool,
 };
 use session_testkit::TestBackend;
+#[allow(unused_imports)]
+pub use session_testkit::fixtures::{next_event, now, record};
 use session_testkit::postgres::{TestPostgres, TestSchema};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -221,48 +218,6 @@ pub async fn terminate(pool: &PgPool, application_name: &str) -> i32 {
         .await
         .unwrap();
     pid
-}
-
-/// Now, truncated to microseconds as the engine does.
-pub fn now() -> DateTime<Utc> {
-    truncate_micros(Utc::now())
-}
-
-/// A new session record for `user` with the given attributes (version 1).
-pub fn record(user: Uuid, now: DateTime<Utc>, attrs: &[(&str, &str)]) -> SessionRecord {
-    SessionRecord {
-        id: Uuid::new_v4(),
-        user_id: user,
-        group_id: None,
-        secret_hash: SecretHash([7; 32]),
-        created_at: now,
-        last_accessed: now,
-        expires_at: now + TimeDelta::days(1),
-        updated_at: now,
-        version: 1,
-        include_inactivity: true,
-        attributes: attrs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    AttributeRecord {
-                        value: v.to_string(),
-                        version: 1,
-                        expires_at: None,
-                    },
-                )
-            })
-            .collect::<BTreeMap<_, _>>(),
-    }
-}
-
-/// Waits up to `within` for the next event.
-pub async fn next_event(
-    rx: &mut mpsc::Receiver<NotifierEvent>,
-    within: Duration,
-) -> Option<NotifierEvent> {
-    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
 }
 
 /// Collects events until none arrives for `quiet`.

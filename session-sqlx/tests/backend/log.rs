@@ -9,9 +9,10 @@ use std::time::Duration;
 use serde_json::json;
 use session_core::{
     Config, CreateOptions, GetOptions, InvalidationDelivery, NodeId, Notifier, NotifierEvent,
-    SessionManager, SessionStore, SessionToken, UpdateOptions, UpdateRequest,
+    SessionManager, SessionStore, SessionToken, UpdateOptions,
 };
 use session_sqlx::SqlxBackend;
+use session_testkit::fixtures::{collect_replay, sessions_payload, touch_update};
 use session_testkit::{Cluster, TestBackend, eventually, test_config};
 use sqlx::AssertSqlSafe;
 use tokio::sync::mpsc;
@@ -39,22 +40,6 @@ async fn cache(node: &SessionManager, t: &SessionToken) {
     assert!(node.is_cached(t.id()));
 }
 
-fn touch(id: Uuid, origin: NodeId) -> UpdateRequest {
-    UpdateRequest {
-        id,
-        base_version: 0,
-        check_version: false,
-        check_attribute_versions: false,
-        changes: vec![],
-        group_id: None,
-        expires_at: None,
-        include_inactivity: None,
-        now: now(),
-        notify: true,
-        origin,
-    }
-}
-
 /// A node that committed a write and vanished before sending any wake-up:
 /// the write's statement, run by hand, with no wake-up at all. The others
 /// learn of it from their poll.
@@ -65,27 +50,12 @@ async fn a_write_whose_node_died_before_the_wake_up_is_delivered_by_the_poll() {
     cache(c.node(0), &t).await;
     cache(c.node(1), &t).await;
 
+    // What a vanished node's store would have run, minus its wake-up: a
+    // delete through the shared statement, on a connection of no node.
     let sql = c.backend.sqlx_node(0).store.sql().clone();
-    let vanished = NodeId::random();
-    let req = touch(t.id(), vanished);
-    let p = session_core::postgres::UpdateParams::new(&req);
-    sqlx::query(AssertSqlSafe(sql.statements.update.to_string()))
-        .bind(p.id)
-        .bind(p.base_version)
-        .bind(p.check_version)
-        .bind(p.check_attribute_versions)
-        .bind(&p.keys)
-        .bind(&p.removes)
-        .bind(&p.values)
-        .bind(&p.attribute_expires)
-        .bind(&p.expected_versions)
-        .bind(p.set_group)
-        .bind(p.group_id)
-        .bind(p.expires_at)
-        .bind(p.include_inactivity)
-        .bind(p.now)
-        .bind(p.notify)
-        .bind(p.origin)
+    sqlx::query(AssertSqlSafe(sql.statements.delete.to_string()))
+        .bind(t.id())
+        .bind(NodeId::random().0)
         .execute(c.backend.admin())
         .await
         .unwrap();
@@ -305,8 +275,8 @@ async fn thirty_two_writers_every_invalidation_exactly_once_everywhere() {
             let mut committed = Vec::new();
             for _ in 0..UPDATES {
                 let origin = NodeId::random();
-                store.update(&touch(r.id, origin)).await.unwrap();
-                committed.push(format!("1;{};s;{}", origin.0, r.id));
+                store.update(&touch_update(r.id, origin)).await.unwrap();
+                committed.push(sessions_payload(origin, r.id));
             }
             committed
         }));
@@ -410,21 +380,14 @@ async fn a_killed_listener_replays_the_gap() {
     let mut want = Vec::new();
     for _ in 0..5 {
         let origin = NodeId::random();
-        writer.store.update(&touch(r.id, origin)).await.unwrap();
-        want.push(format!("1;{};s;{}", origin.0, r.id));
+        writer
+            .store
+            .update(&touch_update(r.id, origin))
+            .await
+            .unwrap();
+        want.push(sessions_payload(origin, r.id));
     }
-    let mut got = Vec::new();
-    let mut replayed = false;
-    while let Some(e) = next_event(&mut rx, Duration::from_secs(5)).await {
-        match e {
-            NotifierEvent::Payload(p) => got.push(p),
-            NotifierEvent::Replayed => replayed = true,
-            NotifierEvent::Resync => panic!("log mode must replay, not resync"),
-        }
-        if replayed && got.len() >= want.len() {
-            break;
-        }
-    }
+    let (mut got, replayed) = collect_replay(&mut rx, want.len(), Duration::from_secs(5)).await;
     assert!(replayed, "the reconnect is reported as a replay");
     got.sort();
     want.sort();

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use session_core::{
     Config, Invalidation, InvalidationDelivery, InvalidationKind, NodeId, Notifier, NotifierEvent,
-    SessionStore, UpdateRequest,
+    SessionStore,
 };
 use session_sqlx::SqlxBackend;
 use session_testkit::TestBackend;
+use session_testkit::fixtures::touch_update;
 use session_testkit::postgres::TestPostgres;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -17,22 +18,6 @@ use uuid::Uuid;
 use crate::common::{
     SqlxTestBackend, drain_payloads, fast_notifier, next_event, now, pool, record,
 };
-
-fn touch_update(id: Uuid, origin: NodeId) -> UpdateRequest {
-    UpdateRequest {
-        id,
-        base_version: 0,
-        check_version: false,
-        check_attribute_versions: false,
-        changes: vec![],
-        group_id: None,
-        expires_at: None,
-        include_inactivity: None,
-        now: now(),
-        notify: true,
-        origin,
-    }
-}
 
 async fn listener_pid(pool: &PgPool, application_name: &str) -> Option<i32> {
     sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
