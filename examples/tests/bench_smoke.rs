@@ -35,6 +35,15 @@ fn smoke_run_prints_and_writes_the_whole_table() {
         "cached `get_session`, 2 threads",
         "### Targets",
         "smoke run",
+        "### Write scaling (durable commits)",
+        "| plain UPDATE (autocommit) |",
+        "| UPDATE + pg_notify, one statement (go-pg-session design) |",
+        "ours, notify mode: `SessionStore::update`, notify = true",
+        "ours, log mode (default): `SessionStore::update`, notify = true",
+        "ours, no invalidation: `SessionStore::update`, notify = false",
+        "#### Invalidation latency",
+        "write scaling, 32 writers: ours (log) / UPDATE + pg_notify",
+        "invalidation latency p99, log mode, idle",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }

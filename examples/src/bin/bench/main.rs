@@ -5,13 +5,20 @@
 //! bash examples/bench.sh                      # the published table (pins I/O to CPU 0)
 //! cargo run --release -p examples --bin bench # without peers, unpinned
 //! cargo run -p examples --bin bench -- --smoke  # seconds; checks it works (CI)
+//! cargo run --release -p examples --bin bench -- --only writes  # write scaling only (~1.5 min)
 //! ```
 //!
 //! Options: `--smoke` (tiny samples, nothing written unless `--out`),
 //! `--out PATH` (default: BENCHMARKS.md at the repository root in a full
 //! run), `--pin-cpu N` (the I/O runtime's threads run on CPU N; pin
 //! PostgreSQL and Redis there too), `--sessions N` (sessions for the flush
-//! and memory rows; default 100000, smoke 1000).
+//! and memory rows; default 100000, smoke 1000), `--only writes` (only the
+//! write-scaling section, see `writes.rs`; printed, written only with
+//! `--out`).
+//!
+//! The write-scaling section runs first, before anything else connects: its
+//! 32 writers need pools of 34 connections, and the rest of the run keeps
+//! its own pools open throughout.
 //!
 //! PostgreSQL comes from `DATABASE_URL`, a server on 127.0.0.1:5432, or a
 //! throwaway cluster (session-testkit); Redis from `REDIS_URL` or
@@ -28,6 +35,7 @@ mod pg;
 mod report;
 mod resp;
 mod table;
+mod writes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +56,8 @@ struct Args {
     out: Option<PathBuf>,
     pin_cpu: Option<usize>,
     sessions: usize,
+    /// Only this section (`writes`).
+    only: Option<&'static str>,
 }
 
 fn parse_args(argv: &[String]) -> Args {
@@ -56,6 +66,7 @@ fn parse_args(argv: &[String]) -> Args {
         out: None,
         pin_cpu: None,
         sessions: 0,
+        only: None,
     };
     let mut it = argv.iter();
     while let Some(arg) = it.next() {
@@ -78,6 +89,10 @@ fn parse_args(argv: &[String]) -> Args {
                     .parse()
                     .unwrap_or_else(|e| panic!("--sessions takes a number: {e}"))
             }
+            "--only" => match value("--only").as_str() {
+                "writes" => a.only = Some("writes"),
+                other => panic!("--only takes `writes`, not {other:?}"),
+            },
             other => {
                 panic!("unknown argument {other:?} (see the top of examples/src/bin/bench/main.rs)")
             }
@@ -86,7 +101,7 @@ fn parse_args(argv: &[String]) -> Args {
     if a.sessions == 0 {
         a.sessions = if a.smoke { 1000 } else { 100_000 };
     }
-    if a.out.is_none() && !a.smoke {
+    if a.out.is_none() && !a.smoke && a.only.is_none() {
         a.out = Some(PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../BENCHMARKS.md"
@@ -344,6 +359,35 @@ fn main() {
     let date = chrono::Utc::now();
     let machine = machine::describe();
     let io = runtime(args.pin_cpu, "bench-io");
+    let writes = on(
+        &io,
+        writes::run(if args.smoke {
+            writes::Plan::smoke()
+        } else {
+            writes::Plan::full()
+        }),
+    );
+    if args.only.is_some() {
+        let ctx = report::Context {
+            date,
+            machine,
+            smoke: args.smoke,
+            pin_cpu: args.pin_cpu,
+            pg: writes.server.clone(),
+            redis_cpus: None,
+            redis: false,
+            peers: cfg!(feature = "peers"),
+            elapsed: started.elapsed(),
+            load_after: load_average(),
+            only: args.only,
+        };
+        let table = table::Table {
+            rows: Vec::new(),
+            extra: writes.verdicts,
+        };
+        finish_report(&ctx, &table, &[writes.markdown], args.out.as_deref());
+        return;
+    }
     let mem_rt = runtime(None, "bench-mem");
     eprintln!("bench: setting up (PostgreSQL, Redis, sessions)…");
     let env = on(&io, setup());
@@ -891,21 +935,15 @@ fn main() {
         redis: env.redis.is_ok(),
         peers: cfg!(feature = "peers"),
         elapsed: started.elapsed(),
-        load_after: machine::describe()
-            .into_iter()
-            .find(|(k, _)| k.starts_with("load"))
-            .map(|(_, v)| v),
+        load_after: load_average(),
+        only: None,
     };
     let rows = report::order(rows);
-    let table = table::Table { rows };
-    let text = report::render(&ctx, &table);
-    println!("{text}");
-    if let Some(path) = &args.out {
-        match report::write(path, &text) {
-            Ok(()) => eprintln!("bench: wrote {}", path.display()),
-            Err(e) => panic!("writing {}: {e}", path.display()),
-        }
-    }
+    let table = table::Table {
+        rows,
+        extra: writes.verdicts,
+    };
+    finish_report(&ctx, &table, &[writes.markdown], args.out.as_deref());
     #[cfg(feature = "peers")]
     if let Ok(p) = env.peers {
         on(&io, p.finish());
@@ -920,6 +958,31 @@ fn main() {
             pg.finish().await;
         }
     });
+}
+
+/// The machine's load average now.
+fn load_average() -> Option<String> {
+    machine::describe()
+        .into_iter()
+        .find(|(k, _)| k.starts_with("load"))
+        .map(|(_, v)| v)
+}
+
+/// Prints the report and writes it to `out`, if given.
+fn finish_report(
+    ctx: &report::Context,
+    table: &table::Table,
+    sections: &[String],
+    out: Option<&std::path::Path>,
+) {
+    let text = report::render(ctx, table, sections);
+    println!("{text}");
+    if let Some(path) = out {
+        match report::write(path, &text) {
+            Ok(()) => eprintln!("bench: wrote {}", path.display()),
+            Err(e) => panic!("writing {}: {e}", path.display()),
+        }
+    }
 }
 
 fn section_of(system: &str) -> &'static str {

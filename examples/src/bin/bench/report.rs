@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 
 use crate::table::{Row, Table};
 
+/// The PostgreSQL measured, for the machine table.
+#[derive(Debug, Clone)]
 pub struct PgInfo {
     pub version: String,
     pub fsync: String,
@@ -25,6 +27,8 @@ pub struct Context {
     pub peers: bool,
     pub elapsed: Duration,
     pub load_after: Option<String>,
+    /// The one section measured (`--only`), if not all of them.
+    pub only: Option<&'static str>,
 }
 
 pub const BEGIN: &str =
@@ -52,19 +56,25 @@ pub fn order(mut rows: Vec<Row>) -> Vec<Row> {
     rows
 }
 
-pub fn render(ctx: &Context, table: &Table) -> String {
+/// The generated part: the machine, the table (if it has rows), then
+/// `sections` (Markdown of sections with tables of their own), then every
+/// target.
+pub fn render(ctx: &Context, table: &Table, sections: &[String]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{BEGIN}");
     let _ = writeln!(
         s,
-        "Measured {} in {:.0} s{}.\n",
+        "Measured {} in {:.0} s{}{}.\n",
         ctx.date.format("%Y-%m-%d %H:%M UTC"),
         ctx.elapsed.as_secs_f64(),
         if ctx.smoke {
             " (**smoke run: tiny samples, not for comparison**)"
         } else {
             ""
-        }
+        },
+        ctx.only.map_or(String::new(), |o| format!(
+            " (only the `--only {o}` section)"
+        ))
     );
     let _ = writeln!(s, "| machine | |\n| --- | --- |");
     for (k, v) in &ctx.machine {
@@ -83,7 +93,9 @@ pub fn render(ctx: &Context, table: &Table) -> String {
         None => "none".into(),
     };
     let _ = writeln!(s, "| PostgreSQL | {pg} |");
-    let redis = if ctx.redis {
+    let redis = if ctx.only.is_some() {
+        "not used (`--only`)".into()
+    } else if ctx.redis {
         format!(
             "on CPUs {}",
             ctx.redis_cpus.as_deref().unwrap_or("unknown (not local)")
@@ -100,22 +112,30 @@ pub fn render(ctx: &Context, table: &Table) -> String {
     let _ = writeln!(
         s,
         "| peers | {} |\n",
-        if ctx.peers {
+        if ctx.only.is_some() {
+            "not used (`--only`)"
+        } else if ctx.peers {
             "built (`--features peers`)"
         } else {
             "not built"
         }
     );
-    let _ = writeln!(s, "{}", table.markdown());
-    let _ = writeln!(
-        s,
-        "Floors: F1 bare quick_cache get, F2 the same on 2 threads, F3 bare prepared SELECT by \
-         primary key, F4/F5 bare one-statement UPDATE + pg_notify with synchronous_commit \
-         on/off, F6/F7 bare Redis GET/SET. \"ops/s, 1 task\" is 10⁹ / median; \"ops/s, 8 \
-         tasks\" is measured with 8 concurrent tasks (in-memory rows on 2 unpinned worker \
-         threads, I/O rows on the I/O runtime). Every group of rows that is compared was \
-         sampled in turn (A, B, C, A, B, C, …).\n"
-    );
+    if !table.rows.is_empty() {
+        let _ = writeln!(s, "{}", table.markdown());
+        let _ = writeln!(
+            s,
+            "Floors: F1 bare quick_cache get, F2 the same on 2 threads, F3 bare prepared SELECT by \
+             primary key, F4/F5 bare one-statement UPDATE + pg_notify with synchronous_commit \
+             on/off, F6/F7 bare Redis GET/SET. \"ops/s, 1 task\" is 10⁹ / median; \"ops/s, 8 \
+             tasks\" is measured with 8 concurrent tasks (in-memory rows on 2 unpinned worker \
+             threads, I/O rows on the I/O runtime). Every group of rows that is compared was \
+             sampled in turn (A, B, C, A, B, C, …).\n"
+        );
+    }
+    for section in sections {
+        let _ = writeln!(s, "{}", section.trim_end());
+        let _ = writeln!(s);
+    }
     let _ = writeln!(s, "### Targets (ratios from this run)\n");
     let _ = writeln!(s, "{}", table.targets_markdown());
     let _ = writeln!(s, "{END}");

@@ -155,6 +155,8 @@ pub struct Verdict {
 
 pub struct Table {
     pub rows: Vec<Row>,
+    /// Verdicts of sections that are not rows (listed after the rows').
+    pub extra: Vec<Verdict>,
 }
 
 fn floors(rows: &[Row]) -> BTreeMap<Floor, f64> {
@@ -230,6 +232,7 @@ impl Table {
                 });
             }
         }
+        out.extend(self.extra.iter().cloned());
         out
     }
 
