@@ -62,3 +62,63 @@ pub fn describe() -> Vec<(String, String)> {
         ("load average at start (1, 5, 15 min)".into(), load),
     ]
 }
+
+/// Local server processes (by command name) pinned to one CPU, restored to
+/// their own CPU sets when dropped (also when the benchmark panics).
+///
+/// New PostgreSQL backends inherit the postmaster's CPU set, so connections
+/// opened while this lives run on the pinned CPU too. Processes that cannot
+/// be pinned (not ours, gone) are skipped with a note on stderr.
+pub struct PinnedServers {
+    saved: Vec<(rustix::thread::Pid, rustix::thread::CpuSet)>,
+}
+
+impl PinnedServers {
+    /// Pins every process whose command name is one of `names` to `cpu`.
+    pub fn pin(names: &[&str], cpu: usize) -> Self {
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        let mut saved = Vec::new();
+        for raw in server_pids(names) {
+            let Some(pid) = rustix::thread::Pid::from_raw(raw) else {
+                continue;
+            };
+            let Ok(own) = rustix::thread::sched_getaffinity(Some(pid)) else {
+                continue;
+            };
+            match rustix::thread::sched_setaffinity(Some(pid), &set) {
+                Ok(()) => saved.push((pid, own)),
+                Err(e) => eprintln!("bench: could not pin pid {raw} to CPU {cpu}: {e}"),
+            }
+        }
+        PinnedServers { saved }
+    }
+
+    /// How many processes were pinned.
+    pub fn count(&self) -> usize {
+        self.saved.len()
+    }
+}
+
+impl Drop for PinnedServers {
+    fn drop(&mut self) {
+        for (pid, own) in &self.saved {
+            // A process that ended meanwhile has nothing to restore.
+            let _ = rustix::thread::sched_setaffinity(Some(*pid), own);
+        }
+    }
+}
+
+/// Pids of the processes whose `/proc/<pid>/comm` is one of `names`.
+fn server_pids(names: &[&str]) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| names.contains(&comm.trim()))
+        })
+        .collect()
+}

@@ -5,13 +5,14 @@
 //! bash examples/bench.sh                      # the published table (pins I/O to CPU 0)
 //! cargo run --release -p examples --bin bench # without peers, unpinned
 //! cargo run -p examples --bin bench -- --smoke  # seconds; checks it works (CI)
-//! cargo run --release -p examples --bin bench -- --only writes  # write scaling only (~1.5 min)
+//! cargo run --release -p examples --bin bench -- --only writes  # write scaling only (~4 min)
 //! ```
 //!
 //! Options: `--smoke` (tiny samples, nothing written unless `--out`),
 //! `--out PATH` (default: BENCHMARKS.md at the repository root in a full
-//! run), `--pin-cpu N` (the I/O runtime's threads run on CPU N; pin
-//! PostgreSQL and Redis there too), `--sessions N` (sessions for the flush
+//! run), `--pin-cpu N` (after the write-scaling section, the local
+//! PostgreSQL and Redis processes and the I/O runtime's threads run on CPU
+//! N; the servers' CPU sets are restored at the end), `--sessions N` (sessions for the flush
 //! and memory rows; default 100000, smoke 1000), `--only writes` (only the
 //! write-scaling section, see `writes.rs`; printed, written only with
 //! `--out`).
@@ -358,15 +359,19 @@ fn main() {
     let started = Instant::now();
     let date = chrono::Utc::now();
     let machine = machine::describe();
-    let io = runtime(args.pin_cpu, "bench-io");
-    let writes = on(
-        &io,
-        writes::run(if args.smoke {
-            writes::Plan::smoke()
-        } else {
-            writes::Plan::full()
-        }),
-    );
+    // Write scaling measures concurrency: servers and clients on every CPU,
+    // before anything is pinned.
+    let writes = {
+        let rt = runtime(None, "bench-writes");
+        on(
+            &rt,
+            writes::run(if args.smoke {
+                writes::Plan::smoke()
+            } else {
+                writes::Plan::full()
+            }),
+        )
+    };
     if args.only.is_some() {
         let ctx = report::Context {
             date,
@@ -388,6 +393,17 @@ fn main() {
         finish_report(&ctx, &table, &[writes.markdown], args.out.as_deref());
         return;
     }
+    // The latency rows: the local servers and our I/O threads share one CPU
+    // (restored when this is dropped, at the end of main or on a panic).
+    let _pinned = args.pin_cpu.map(|cpu| {
+        let pinned = machine::PinnedServers::pin(&["postgres", "redis-server"], cpu);
+        eprintln!(
+            "bench: pinned {} server processes to CPU {cpu}",
+            pinned.count()
+        );
+        pinned
+    });
+    let io = runtime(args.pin_cpu, "bench-io");
     let mem_rt = runtime(None, "bench-mem");
     eprintln!("bench: setting up (PostgreSQL, Redis, sessions)…");
     let env = on(&io, setup());

@@ -82,15 +82,18 @@ pub fn render(r: &Results) -> Section {
     let _ = writeln!(
         s,
         "Updates per second with 1, 8 and 32 concurrent writers, each on its own session \
-         (no row contention), measured side by side in this run: each cell {:.2} s after a \
-         {:.2} s warm-up, on a fresh pool of {POOL_SIZE} connections; writer counts outermost, \
-         the five variants of one count back to back. Every connection of this section sets \
+         (no row contention), measured side by side in this run: each cell is the median of \
+         {} rounds of {:.2} s, each after a {:.2} s warm-up on a fresh pool of {POOL_SIZE} \
+         connections; writer counts outermost, the five variants of one count alternating \
+         within each round; PostgreSQL and the benchmark's threads on every CPU (this \
+         section runs before anything is pinned). Every connection of this section sets \
          `synchronous_commit = on` when it connects (server default: {}; fsync {}); in log \
          mode our own wake-up NOTIFY runs in a transaction of its own with \
          `synchronous_commit = off`, as the library does. The `pg_notify` row has a LISTEN \
          connection on its channel; our rows have a listening node on the deployment (in log \
          mode it reads the log on every wake-up). Ours: one attribute of five set, on \
          `session_sqlx`.\n",
+        r.plan.rounds.max(1),
         r.plan.cell.as_secs_f64(),
         r.plan.warmup.as_secs_f64(),
         r.sync_default,
