@@ -62,7 +62,7 @@
 //! is then cheaper than replaying.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -308,8 +308,9 @@ pub trait WakeSender: Send + Sync + 'static {
 /// appended to the log; one background task sends the NOTIFY at once for
 /// the first write, then at most once per interval for all writes since.
 ///
-/// Cheap to clone; the task starts with the first wake-up (inside a tokio
-/// runtime) and ends when the last clone is dropped. Disabled (every call a
+/// Cheap to clone; the task starts with the first wake-up (on the calling
+/// tokio runtime), starts again on the next wake-up if that runtime shut
+/// down, and ends when the last clone is dropped. Disabled (every call a
 /// no-op) in notify mode. A failed send is logged and otherwise ignored:
 /// the readers' poll delivers the entries anyway.
 #[derive(Clone)]
@@ -329,7 +330,18 @@ struct WakeShared {
     notify: Arc<Notify>,
     sender: Box<dyn WakeSender>,
     interval: Duration,
-    task: OnceLock<()>,
+    /// Whether a task is serving this wake-up (cleared when it ends, also
+    /// when its runtime shuts down and drops it).
+    running: Arc<AtomicBool>,
+}
+
+/// Clears [`WakeShared::running`] when the task ends, however it ends.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Drop for WakeShared {
@@ -347,7 +359,7 @@ impl WakeUp {
                 notify: Arc::new(Notify::new()),
                 sender: Box::new(sender),
                 interval,
-                task: OnceLock::new(),
+                running: Arc::new(AtomicBool::new(false)),
             })),
         }
     }
@@ -365,22 +377,27 @@ impl WakeUp {
     /// Asks for a wake-up soon; returns at once.
     pub fn wake(&self) {
         let Some(shared) = &self.shared else { return };
-        shared
-            .task
-            .get_or_init(|| match tokio::runtime::Handle::try_current() {
+        if !shared.running.swap(true, Ordering::SeqCst) {
+            match tokio::runtime::Handle::try_current() {
                 Ok(handle) => {
+                    let running = Running(Arc::clone(&shared.running));
                     handle.spawn(wake_task(
                         Arc::downgrade(shared),
                         Arc::clone(&shared.notify),
+                        running,
                     ));
                 }
-                Err(_) => tracing::warn!("no tokio runtime: invalidation wake-ups are not sent"),
-            });
+                Err(_) => {
+                    shared.running.store(false, Ordering::SeqCst);
+                    tracing::debug!("no tokio runtime: this invalidation wake-up is not sent");
+                }
+            }
+        }
         shared.notify.notify_one();
     }
 }
 
-async fn wake_task(shared: Weak<WakeShared>, notify: Arc<Notify>) {
+async fn wake_task(shared: Weak<WakeShared>, notify: Arc<Notify>, _running: Running) {
     loop {
         // At most one stored permit: every wake() since the last send is
         // covered by the next one.
@@ -600,6 +617,36 @@ mod tests {
             self.0.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
+    }
+
+    #[test]
+    fn wake_ups_resume_on_another_runtime_after_the_first_shut_down() {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let wake = WakeUp::new(Counting(Arc::clone(&sent)), Duration::from_millis(1));
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        first.block_on(async {
+            wake.wake();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+        assert_eq!(sent.load(Ordering::SeqCst), 1);
+        drop(first);
+        runtime().block_on(async {
+            wake.wake();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            2,
+            "a new task on the new runtime"
+        );
+        wake.wake(); // outside any runtime: nothing sent, no panic
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
