@@ -14,8 +14,11 @@ use crate::session::SessionData;
 type Entry = Arc<SessionData>;
 
 /// Number of epoch stripes; a load only conflicts with invalidations of
-/// sessions in its own stripe (or with broad ones).
-const STRIPES: usize = 64;
+/// sessions in its own stripe (or with broad ones). Many, because in log
+/// mode invalidations arrive in batches (one per wake-up, dozens of ids
+/// under write load): with few stripes a batch would refuse most cache
+/// fills in flight. 4096 stripes are 32 KiB per node.
+const STRIPES: usize = 4096;
 
 /// (owner, session id) pairs, ordered, so one owner's sessions are a range.
 /// A B-tree of pairs costs a few dozen bytes per session, where a map of
@@ -115,8 +118,9 @@ impl SessionCache {
     }
 
     fn stripe(id: &Uuid) -> usize {
-        // v4 ids are random; their last byte spreads evenly.
-        id.as_bytes()[15] as usize % STRIPES
+        // v4 ids are random; their last two bytes spread evenly.
+        let b = id.as_bytes();
+        usize::from(u16::from_le_bytes([b[14], b[15]])) % STRIPES
     }
 
     fn write_guard(&self) -> MutexGuard<'_, ()> {
