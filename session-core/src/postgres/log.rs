@@ -186,11 +186,17 @@ impl<R: LogReader> LogFeed<R> {
                 _ = self.kick.notify.notified() => {}
                 _ = tokio::time::sleep(retry.unwrap_or(self.poll_interval)) => {}
             }
+            let mut was_cut = false;
             while *cut.borrow_and_update() {
+                was_cut = true;
                 tokio::select! {
                     _ = self.tx.closed() => return,
                     changed = cut.changed() => if changed.is_err() { return },
                 }
+            }
+            if was_cut {
+                // The first read after a cut is the replay of its gap.
+                self.kick.gap.store(true, Ordering::SeqCst);
             }
             match self.read_once().await {
                 ReadOutcome::Stop => return,
