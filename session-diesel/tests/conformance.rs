@@ -1,7 +1,17 @@
 //! The whole `session-testkit` conformance suite against the diesel backend
-//! on a real PostgreSQL: every node has its own pool and listener, every
-//! test its own schema.
+//! on a real PostgreSQL, once per invalidation delivery mode: every node has
+//! its own pool and listener, every test its own schema.
 
 mod common;
 
-session_testkit::conformance_tests!(common::DieselTestBackend);
+/// Log mode (the default): invalidations through the invalidation log.
+mod log_mode {
+    session_testkit::conformance_tests!(crate::common::DieselTestBackend);
+}
+
+/// Notify mode: `pg_notify` inside each write.
+mod notify_mode {
+    session_testkit::conformance_tests!(
+        session_testkit::NotifyMode<crate::common::DieselTestBackend>
+    );
+}

@@ -11,5 +11,7 @@ mod log_mode {
 
 /// Notify mode: `pg_notify` inside each write.
 mod notify_mode {
-    session_testkit::conformance_tests!(crate::common::NotifyModeBackend);
+    session_testkit::conformance_tests!(
+        session_testkit::NotifyMode<crate::common::SqlxTestBackend>
+    );
 }

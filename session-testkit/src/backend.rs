@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 
-use session_core::{Backend, Config, LockProvider};
+use session_core::{Backend, Config, InvalidationDelivery, LockProvider};
 use uuid::Uuid;
 
 /// A factory for one isolated backend instance per test, with the hooks the
@@ -25,12 +25,13 @@ pub trait TestBackend: Send + Sync + Sized + 'static {
     async fn node(&self, config: &Config) -> Backend;
 
     /// Cuts delivery of notifications to node `index`: what is published
-    /// until [`restore_delivery`](Self::restore_delivery) may be lost, and the
-    /// node must get a [`Resync`](session_core::NotifierEvent::Resync) once
-    /// delivery is back.
+    /// until [`restore_delivery`](Self::restore_delivery) does not reach it
+    /// meanwhile, and once delivery is back the node must recover: get a
+    /// [`Resync`](session_core::NotifierEvent::Resync), or every missed
+    /// payload and then [`Replayed`](session_core::NotifierEvent::Replayed).
     async fn cut_delivery(&self, index: usize);
 
-    /// Restores delivery to node `index` (the node then receives `Resync`).
+    /// Restores delivery to node `index` (the node then recovers the gap).
     async fn restore_delivery(&self, index: usize);
 
     /// Publishes a raw payload on the notification channel, bypassing the
@@ -49,4 +50,54 @@ pub trait TestBackend: Send + Sync + Sized + 'static {
 
     /// Releases everything the instance holds (drops its schema).
     async fn teardown(self);
+}
+
+/// A [`TestBackend`] whose nodes can be forced into one
+/// [`InvalidationDelivery`] mode, whatever their config says (the
+/// PostgreSQL backends), so the suite can run once per mode: see
+/// [`NotifyMode`].
+#[async_trait]
+pub trait DeliveryModes: TestBackend {
+    /// A fresh instance (as [`TestBackend::create`]) whose nodes all use
+    /// `delivery`.
+    async fn with_delivery(delivery: InvalidationDelivery) -> Self;
+}
+
+/// `B` with every node in [`InvalidationDelivery::Notify`]:
+/// `conformance_tests!(NotifyMode<MyBackend>)` runs the suite in that mode.
+pub struct NotifyMode<B>(pub B);
+
+#[async_trait]
+impl<B: DeliveryModes> TestBackend for NotifyMode<B> {
+    async fn create() -> Self {
+        NotifyMode(B::with_delivery(InvalidationDelivery::Notify).await)
+    }
+
+    async fn node(&self, config: &Config) -> Backend {
+        self.0.node(config).await
+    }
+
+    async fn cut_delivery(&self, index: usize) {
+        self.0.cut_delivery(index).await
+    }
+
+    async fn restore_delivery(&self, index: usize) {
+        self.0.restore_delivery(index).await
+    }
+
+    async fn publish_raw(&self, payload: &str) {
+        self.0.publish_raw(payload).await
+    }
+
+    async fn out_of_band_set_attribute(&self, id: Uuid, key: &str, json: &str) {
+        self.0.out_of_band_set_attribute(id, key, json).await
+    }
+
+    async fn failing_locks(&self) -> Arc<dyn LockProvider> {
+        self.0.failing_locks().await
+    }
+
+    async fn teardown(self) {
+        self.0.teardown().await
+    }
 }

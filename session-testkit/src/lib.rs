@@ -23,7 +23,7 @@ mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
-pub use backend::TestBackend;
+pub use backend::{DeliveryModes, NotifyMode, TestBackend};
 pub use cluster::{Cluster, PATIENCE, eventually, test_config};
 pub use counting::{CountingStore, StoreCalls};
 pub use memory::MemoryTestBackend;

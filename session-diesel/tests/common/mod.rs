@@ -242,3 +242,10 @@ pub async fn expect_resync(rx: &mut mpsc::Receiver<NotifierEvent>, within: Durat
         }
     }
 }
+
+#[async_trait]
+impl session_testkit::DeliveryModes for DieselTestBackend {
+    async fn with_delivery(delivery: InvalidationDelivery) -> Self {
+        DieselTestBackend::with_delivery(delivery).await
+    }
+}

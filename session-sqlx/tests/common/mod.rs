@@ -200,41 +200,9 @@ pub async fn drain_payloads(
     out
 }
 
-/// [`SqlxTestBackend`] with every node in notify mode, for running the
-/// conformance suite in that mode too.
-pub struct NotifyModeBackend(pub SqlxTestBackend);
-
 #[async_trait]
-impl TestBackend for NotifyModeBackend {
-    async fn create() -> Self {
-        NotifyModeBackend(SqlxTestBackend::with_delivery(InvalidationDelivery::Notify).await)
-    }
-
-    async fn node(&self, config: &Config) -> Backend {
-        self.0.node(config).await
-    }
-
-    async fn cut_delivery(&self, index: usize) {
-        self.0.cut_delivery(index).await
-    }
-
-    async fn restore_delivery(&self, index: usize) {
-        self.0.restore_delivery(index).await
-    }
-
-    async fn publish_raw(&self, payload: &str) {
-        self.0.publish_raw(payload).await
-    }
-
-    async fn out_of_band_set_attribute(&self, id: Uuid, key: &str, json: &str) {
-        self.0.out_of_band_set_attribute(id, key, json).await
-    }
-
-    async fn failing_locks(&self) -> Arc<dyn LockProvider> {
-        self.0.failing_locks().await
-    }
-
-    async fn teardown(self) {
-        self.0.teardown().await
+impl session_testkit::DeliveryModes for SqlxTestBackend {
+    async fn with_delivery(delivery: InvalidationDelivery) -> Self {
+        SqlxTestBackend::with_delivery(delivery).await
     }
 }
