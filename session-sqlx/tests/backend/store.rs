@@ -10,23 +10,15 @@ use session_core::{
     NotifierEvent, SecretHash, SessionLimit, SessionStore, UpdateRequest,
 };
 use session_testkit::TestBackend;
+use session_testkit::fixtures::touch_update;
 use uuid::Uuid;
 
 use crate::common::{SqlxTestBackend, drain_payloads, now, record};
 
 fn update(id: Uuid, base: i64) -> UpdateRequest {
     UpdateRequest {
-        id,
         base_version: base,
-        check_version: false,
-        check_attribute_versions: false,
-        changes: vec![],
-        group_id: None,
-        expires_at: None,
-        include_inactivity: None,
-        now: now(),
-        notify: true,
-        origin: NodeId::random(),
+        ..touch_update(id, NodeId::random())
     }
 }
 

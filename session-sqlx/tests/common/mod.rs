@@ -54,14 +54,9 @@ pub struct SqlxTestBackend {
 impl SqlxTestBackend {
     /// An instance whose nodes all use `delivery`, whatever their config says.
     pub async fn with_delivery(delivery: InvalidationDelivery) -> Self {
-        let pg = TestPostgres::get().await;
-        let schema = pg.schema().await;
         SqlxTestBackend {
-            admin: pool(schema.url(), 4),
-            schema: Some(schema),
-            nodes: Mutex::new(Vec::new()),
-            sql: Mutex::new(None),
             delivery: Some(delivery),
+            ..Self::create().await
         }
     }
 
