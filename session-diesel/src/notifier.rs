@@ -50,8 +50,9 @@ use crate::query::Statement;
 /// - **Log mode**: a notification or a reconnect makes the [`LogFeed`](session_core::postgres::LogFeed) read
 ///   the log from its position, as does every
 ///   [`Config::invalidation_poll_interval`]; a connection loss loses
-///   nothing, and [`NotifierEvent::Resync`] is sent only if the position
-///   was pruned meanwhile.
+///   nothing: the missed payloads are delivered, then
+///   [`NotifierEvent::Replayed`]; [`NotifierEvent::Resync`] is sent only if
+///   the position was pruned meanwhile.
 /// - **Notify mode**: when the listening connection is lost (server
 ///   restart, `pg_terminate_backend`, a failed or slow liveness check)
 ///   notifications sent in the gap are lost, so after reconnecting and

@@ -32,14 +32,14 @@ use crate::log::SqlxLogReader;
 /// - **Log mode**: a notification or a reconnect makes the
 ///   [`LogFeed`](session_core::postgres::LogFeed) read the log from its position, as does every
 ///   [`Config::invalidation_poll_interval`]; a connection loss loses
-///   nothing, and [`NotifierEvent::Resync`] is sent only if the position
-///   was pruned meanwhile.
+///   nothing: the missed payloads are delivered, then
+///   [`NotifierEvent::Replayed`]; [`NotifierEvent::Resync`] is sent only if
+///   the position was pruned meanwhile.
 /// - **Notify mode**: when the listening connection is lost (server restart,
 ///   `pg_terminate_backend`, a failed liveness ping) notifications sent in
 ///   the gap are lost, so after reconnecting and listening again the
 ///   notifier sends [`NotifierEvent::Resync`].
-/// - Reconnects back off
-///   exponentially between [`NotifierOptions::reconnect_min`] and
+/// - Reconnects back off exponentially between [`NotifierOptions::reconnect_min`] and
 ///   [`NotifierOptions::reconnect_max`].
 /// - The listening connection's `application_name` is
 ///   [`application_name`](Self::application_name) (unique per notifier), so
