@@ -124,6 +124,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same failure reported as the notifier's: an [`Error::Store`]
+    /// becomes an [`Error::Notifier`] with the same message and source
+    /// (for notifier work done through the store's pool); anything else is
+    /// returned unchanged.
+    pub fn into_notifier(self) -> Self {
+        match self {
+            Error::Store { message, source } => Error::Notifier { message, source },
+            other => other,
+        }
+    }
+
     /// A store error wrapping `source`.
     pub fn store(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Store {

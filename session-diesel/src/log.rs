@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::RunQueryDsl;
+use session_core::Result;
 use session_core::postgres::{LogBatch, LogReader, Sql, WakeSender, WakeUp};
-use session_core::{InvalidationDelivery, Result};
 
 use crate::error::store;
 use crate::pool::{PgPool, connection};
@@ -58,14 +58,9 @@ impl WakeSender for DieselWake {
 
 /// The wake-up of a node on `pool`: enabled in log mode only.
 pub(crate) fn wake_up(pool: &PgPool, sql: &Arc<Sql>) -> WakeUp {
-    match sql.delivery {
-        InvalidationDelivery::Log => WakeUp::new(
-            DieselWake {
-                pool: pool.clone(),
-                sql: Arc::clone(sql),
-            },
-            sql.wakeup_interval,
-        ),
-        InvalidationDelivery::Notify => WakeUp::disabled(),
-    }
+    let sender = DieselWake {
+        pool: pool.clone(),
+        sql: Arc::clone(sql),
+    };
+    WakeUp::for_deployment(sql, sender)
 }

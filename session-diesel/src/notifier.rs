@@ -162,10 +162,9 @@ impl Notifier for DieselNotifier {
             return Ok(());
         }
         let q = Statement::new(&self.sql.statements.publish).bind::<Array<Text>, _>(&payloads);
-        let mut conn = connection(&self.pool, WHAT).await.map_err(|e| match e {
-            Error::Store { message, source } => Error::Notifier { message, source },
-            other => other,
-        })?;
+        let mut conn = connection(&self.pool, WHAT)
+            .await
+            .map_err(Error::into_notifier)?;
         q.execute(&mut *conn).await.map_err(notifier(WHAT))?;
         self.wake.wake();
         Ok(())

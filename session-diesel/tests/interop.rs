@@ -279,11 +279,10 @@ async fn locks_exclude_across_backends_with_one_token_sequence() {
 /// committed invalidation exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_two_writers_on_both_backends_every_invalidation_exactly_once_on_each() {
-    use std::collections::HashMap;
     use std::sync::Arc;
 
-    use session_core::{NodeId, Notifier, NotifierEvent, SessionStore};
-    use session_testkit::fixtures::{sessions_payload, touch_update};
+    use session_core::{Notifier, SessionStore};
+    use session_testkit::fixtures::{concurrent_unique_updates, count_payloads};
 
     const WRITERS: usize = 32;
     const UPDATES: usize = 30;
@@ -296,53 +295,17 @@ async fn thirty_two_writers_on_both_backends_every_invalidation_exactly_once_on_
         pair.sqlx_parts.notifier.subscribe().await.unwrap(),
         pair.diesel_parts.notifier.subscribe().await.unwrap(),
     ];
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let store = Arc::clone(&stores[w % 2]);
-        tasks.push(tokio::spawn(async move {
-            let now = common::now();
-            let r = common::record(Uuid::new_v4(), now, &[]);
-            store.create(&r, None, NodeId::random()).await.unwrap();
-            let mut committed = Vec::new();
-            for _ in 0..UPDATES {
-                let origin = NodeId::random();
-                store.update(&touch_update(r.id, origin)).await.unwrap();
-                committed.push(sessions_payload(origin, r.id));
-            }
-            committed
-        }));
-    }
     let fault = pair.diesel_parts.notifier.fault_injection();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    fault.cut().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    fault.restore();
-
-    let mut committed = HashMap::new();
-    for task in tasks {
-        for p in task.await.unwrap() {
-            *committed.entry(p).or_insert(0usize) += 1;
-        }
-    }
+    let committed = concurrent_unique_updates(&stores, WRITERS, UPDATES, Some(&fault)).await;
     assert_eq!(committed.len(), WRITERS * UPDATES);
     for (i, rx) in subscribers.iter_mut().enumerate() {
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let matched = seen.keys().filter(|p| committed.contains_key(*p)).count();
-            let wait = if matched >= committed.len() {
-                // Everything arrived: listen a little longer for duplicates.
-                Duration::from_millis(800)
-            } else {
-                deadline.saturating_duration_since(tokio::time::Instant::now())
-            };
-            match common::next_event(rx, wait).await {
-                Some(NotifierEvent::Payload(p)) => *seen.entry(p).or_insert(0) += 1,
-                Some(NotifierEvent::Replayed) => {}
-                Some(NotifierEvent::Resync) => panic!("subscriber {i}: nothing was pruned"),
-                None => break,
-            }
-        }
+        let seen = count_payloads(
+            rx,
+            &committed,
+            Duration::from_secs(30),
+            Duration::from_millis(800),
+        )
+        .await;
         // Creates publish nothing; every payload is one of the updates.
         assert_eq!(seen, committed, "subscriber {i}: each exactly once");
     }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use session_core::Result;
 use session_core::postgres::{LogBatch, LogReader, Sql, WakeSender, WakeUp};
-use session_core::{InvalidationDelivery, Result};
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use crate::error::store;
@@ -53,14 +53,9 @@ impl WakeSender for SqlxWake {
 
 /// The wake-up of a node on `pool`: enabled in log mode only.
 pub(crate) fn wake_up(pool: &PgPool, sql: &Arc<Sql>) -> WakeUp {
-    match sql.delivery {
-        InvalidationDelivery::Log => WakeUp::new(
-            SqlxWake {
-                pool: pool.clone(),
-                sql: Arc::clone(sql),
-            },
-            sql.wakeup_interval,
-        ),
-        InvalidationDelivery::Notify => WakeUp::disabled(),
-    }
+    let sender = SqlxWake {
+        pool: pool.clone(),
+        sql: Arc::clone(sql),
+    };
+    WakeUp::for_deployment(sql, sender)
 }

@@ -188,10 +188,7 @@ impl Notifier for SqlxNotifier {
             .execute(&self.pool)
             .await
             .map_err(store("publishing an invalidation"))
-            .map_err(|e| match e {
-                Error::Store { message, source } => Error::Notifier { message, source },
-                other => other,
-            })?;
+            .map_err(Error::into_notifier)?;
         self.wake.wake();
         Ok(())
     }

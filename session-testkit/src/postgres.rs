@@ -242,6 +242,27 @@ impl TestSchema {
     }
 }
 
+/// Terminates every server connection whose `application_name` is `name`
+/// (for example a notifier's listener) and returns how many there were.
+pub async fn terminate_connections(url: &str, name: &str) -> u64 {
+    let mut conn = match PgConnection::connect_with(&parse_url(url)).await {
+        Ok(c) => c,
+        Err(e) => panic!("connecting to terminate {name:?}: {e}"),
+    };
+    let killed: i64 = match sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(name)
+    .fetch_one(&mut conn)
+    .await
+    {
+        Ok(n) => n,
+        Err(e) => panic!("terminating {name:?}: {e}"),
+    };
+    let _ = conn.close().await;
+    u64::try_from(killed).unwrap_or(0)
+}
+
 async fn drop_schema(url: &str, name: &str) {
     if let Ok(mut conn) = PgConnection::connect_with(&parse_url(url)).await {
         let _ = conn.execute("SET lock_timeout = '10s'").await;

@@ -292,10 +292,7 @@ pub async fn subscription_sink<R: LogReader>(
             let kick = Arc::new(LogKick::new());
             let feed = LogFeed::start(reader, tx.clone(), Arc::clone(&kick), fault, poll_interval)
                 .await
-                .map_err(|e| match e {
-                    Error::Store { message, source } => Error::Notifier { message, source },
-                    other => other,
-                })?;
+                .map_err(Error::into_notifier)?;
             tokio::spawn(feed.run());
             Ok(ListenSink::kick(tx, kick))
         }
@@ -367,6 +364,16 @@ impl WakeUp {
                 interval,
                 running: Arc::new(AtomicBool::new(false)),
             })),
+        }
+    }
+
+    /// The wake-up of a node of `sql`'s deployment: sending with `sender`
+    /// at most once per [`Sql::wakeup_interval`](super::Sql::wakeup_interval)
+    /// in log mode, [`disabled`](Self::disabled) in notify mode.
+    pub fn for_deployment(sql: &super::Sql, sender: impl WakeSender) -> Self {
+        match sql.delivery {
+            InvalidationDelivery::Log => Self::new(sender, sql.wakeup_interval),
+            InvalidationDelivery::Notify => Self::disabled(),
         }
     }
 

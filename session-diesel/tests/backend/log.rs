@@ -7,7 +7,8 @@ use std::time::Duration;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 use session_core::{Config, CreateOptions, GetOptions, NodeId, Notifier, SessionToken};
-use session_testkit::fixtures::{collect_replay, sessions_payload, touch_update};
+use session_testkit::fixtures::{collect_replay, unique_updates};
+use session_testkit::postgres::terminate_connections;
 use session_testkit::{Cluster, TestBackend, eventually, test_config};
 use uuid::Uuid;
 
@@ -109,24 +110,9 @@ async fn a_killed_listener_replays_the_gap() {
         .await
         .unwrap();
 
-    let mut conn = t.admin().get().await.unwrap();
-    diesel::sql_query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind::<diesel::sql_types::Text, _>(reader.notifier.application_name())
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    let mut want = Vec::new();
-    for _ in 0..5 {
-        let origin = NodeId::random();
-        writer
-            .store
-            .update(&touch_update(r.id, origin))
-            .await
-            .unwrap();
-        want.push(sessions_payload(origin, r.id));
-    }
+    let killed = terminate_connections(&t.url(), &reader.notifier.application_name()).await;
+    assert_eq!(killed, 1, "the listener was connected");
+    let mut want = unique_updates(&*writer.store, r.id, 5).await;
     let (mut got, replayed) = collect_replay(&mut rx, want.len(), Duration::from_secs(5)).await;
     assert!(replayed, "the reconnect is reported as a replay");
     got.sort();

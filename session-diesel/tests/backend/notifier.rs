@@ -9,9 +9,9 @@ use session_core::{
     SessionStore,
 };
 use session_diesel::{DieselBackend, NotifierOptions, PgPool};
-use session_testkit::TestBackend;
 use session_testkit::fixtures::touch_update;
 use session_testkit::postgres::{TestCluster, TestPostgres};
+use session_testkit::{DeliveryModes, TestBackend};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 

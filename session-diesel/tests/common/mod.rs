@@ -54,7 +54,7 @@ pub async fn diesel_node(url: &str, config: &Config) -> DieselBackend {
 
 /// The conformance suite's factory: one schema per instance, one pool and
 /// listener per node, in the delivery mode of the node's config unless the
-/// instance was made [`with_delivery`](Self::with_delivery).
+/// instance was made with [`DeliveryModes::with_delivery`](session_testkit::DeliveryModes::with_delivery).
 pub struct DieselTestBackend {
     schema: Option<TestSchema>,
     admin: PgPool,
@@ -63,14 +63,6 @@ pub struct DieselTestBackend {
 }
 
 impl DieselTestBackend {
-    /// An instance whose nodes all use `delivery`, whatever their config says.
-    pub async fn with_delivery(delivery: InvalidationDelivery) -> Self {
-        DieselTestBackend {
-            delivery: Some(delivery),
-            ..Self::create().await
-        }
-    }
-
     /// `config` for this instance's schema and delivery mode.
     pub fn config(&self, config: &Config) -> Config {
         Config {
@@ -246,6 +238,9 @@ pub async fn expect_resync(rx: &mut mpsc::Receiver<NotifierEvent>, within: Durat
 #[async_trait]
 impl session_testkit::DeliveryModes for DieselTestBackend {
     async fn with_delivery(delivery: InvalidationDelivery) -> Self {
-        DieselTestBackend::with_delivery(delivery).await
+        DieselTestBackend {
+            delivery: Some(delivery),
+            ..Self::create().await
+        }
     }
 }

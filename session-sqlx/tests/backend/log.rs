@@ -2,23 +2,24 @@
 //! nodes replay exactly what they missed; a pruned position falls back to
 //! revalidation; a node of the other mode refuses to start.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use session_core::{
-    Config, CreateOptions, GetOptions, InvalidationDelivery, NodeId, Notifier, NotifierEvent,
-    SessionManager, SessionStore, SessionToken, UpdateOptions,
+    Config, CreateOptions, GetOptions, InvalidationDelivery, NodeId, Notifier, SessionManager,
+    SessionStore, SessionToken, UpdateOptions,
 };
 use session_sqlx::SqlxBackend;
-use session_testkit::fixtures::{collect_replay, sessions_payload, touch_update};
+use session_testkit::fixtures::{
+    collect_replay, concurrent_unique_updates, count_payloads, unique_updates,
+};
+use session_testkit::postgres::terminate_connections;
 use session_testkit::{Cluster, TestBackend, eventually, test_config};
 use sqlx::AssertSqlSafe;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::common::{SqlxTestBackend, fast_notifier, next_event, now, pool, record};
+use crate::common::{SqlxTestBackend, fast_notifier, now, pool, record};
 
 fn log_config() -> Config {
     Config {
@@ -202,36 +203,6 @@ async fn a_pruned_position_falls_back_to_revalidation() {
     c.finish().await;
 }
 
-/// Collects payloads from `rx` until `want` of them arrived or `within`
-/// passed, then for another `quiet` (to catch duplicates).
-async fn collect(
-    rx: &mut mpsc::Receiver<NotifierEvent>,
-    want: usize,
-    within: Duration,
-    quiet: Duration,
-) -> (Vec<String>, usize) {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut payloads = Vec::new();
-    let mut resyncs = 0;
-    while payloads.len() < want {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match next_event(rx, left).await {
-            Some(NotifierEvent::Payload(p)) => payloads.push(p),
-            Some(NotifierEvent::Resync) => resyncs += 1,
-            Some(NotifierEvent::Replayed) => {}
-            None => break,
-        }
-    }
-    while let Some(e) = next_event(rx, quiet).await {
-        match e {
-            NotifierEvent::Payload(p) => payloads.push(p),
-            NotifierEvent::Resync => resyncs += 1,
-            NotifierEvent::Replayed => {}
-        }
-    }
-    (payloads, resyncs)
-}
-
 /// 32 writers on two nodes, each update with an origin of its own (so each
 /// committed invalidation has a unique payload); three subscribers, one of
 /// them cut off and restored mid-run, each see every committed
@@ -267,47 +238,18 @@ async fn thirty_two_writers_every_invalidation_exactly_once_everywhere() {
         receivers.push(s.notifier.subscribe().await.unwrap());
     }
 
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let store = Arc::clone(&writers[w % 2].store);
-        tasks.push(tokio::spawn(async move {
-            let r = record(Uuid::new_v4(), now(), &[]);
-            store.create(&r, None, NodeId::random()).await.unwrap();
-            let mut committed = Vec::new();
-            for _ in 0..UPDATES {
-                let origin = NodeId::random();
-                store.update(&touch_update(r.id, origin)).await.unwrap();
-                committed.push(sessions_payload(origin, r.id));
-            }
-            committed
-        }));
-    }
+    let stores: Vec<Arc<dyn SessionStore>> = writers.iter().map(|w| w.store.clone() as _).collect();
     let cut = subscribers[2].notifier.fault_injection();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    cut.cut().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    cut.restore();
-
-    let mut committed = HashMap::new();
-    for task in tasks {
-        for p in task.await.unwrap() {
-            *committed.entry(p).or_insert(0) += 1;
-        }
-    }
+    let committed = concurrent_unique_updates(&stores, WRITERS, UPDATES, Some(&cut)).await;
     assert_eq!(committed.len(), WRITERS * UPDATES);
     for (i, rx) in receivers.iter_mut().enumerate() {
-        let (payloads, resyncs) = collect(
+        let seen = count_payloads(
             rx,
-            WRITERS * UPDATES,
+            &committed,
             Duration::from_secs(30),
             Duration::from_millis(800),
         )
         .await;
-        assert_eq!(resyncs, 0, "subscriber {i}: nothing was pruned");
-        let mut seen = HashMap::new();
-        for p in payloads {
-            *seen.entry(p).or_insert(0) += 1;
-        }
         assert_eq!(
             seen.len(),
             committed.len(),
@@ -367,27 +309,9 @@ async fn a_killed_listener_replays_the_gap() {
         .await
         .unwrap();
 
-    let pid: i32 =
-        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
-            .bind(reader.notifier.application_name())
-            .fetch_one(t.admin())
-            .await
-            .unwrap();
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(pid)
-        .execute(t.admin())
-        .await
-        .unwrap();
-    let mut want = Vec::new();
-    for _ in 0..5 {
-        let origin = NodeId::random();
-        writer
-            .store
-            .update(&touch_update(r.id, origin))
-            .await
-            .unwrap();
-        want.push(sessions_payload(origin, r.id));
-    }
+    let killed = terminate_connections(&t.url(), &reader.notifier.application_name()).await;
+    assert_eq!(killed, 1, "the listener was connected");
+    let mut want = unique_updates(&*writer.store, r.id, 5).await;
     let (mut got, replayed) = collect_replay(&mut rx, want.len(), Duration::from_secs(5)).await;
     assert!(replayed, "the reconnect is reported as a replay");
     got.sort();

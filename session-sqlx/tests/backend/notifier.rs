@@ -9,9 +9,9 @@ use session_core::{
     SessionStore,
 };
 use session_sqlx::SqlxBackend;
-use session_testkit::TestBackend;
 use session_testkit::fixtures::touch_update;
 use session_testkit::postgres::TestPostgres;
+use session_testkit::{DeliveryModes, TestBackend};
 use sqlx::PgPool;
 use uuid::Uuid;
 

@@ -42,7 +42,7 @@ pub fn fast_notifier() -> NotifierOptions {
 
 /// The conformance suite's factory: one schema per instance, one pool and
 /// listener per node, in the delivery mode of the node's config unless the
-/// instance was made [`with_delivery`](Self::with_delivery).
+/// instance was made with [`DeliveryModes::with_delivery`](session_testkit::DeliveryModes::with_delivery).
 pub struct SqlxTestBackend {
     schema: Option<TestSchema>,
     admin: PgPool,
@@ -52,14 +52,6 @@ pub struct SqlxTestBackend {
 }
 
 impl SqlxTestBackend {
-    /// An instance whose nodes all use `delivery`, whatever their config says.
-    pub async fn with_delivery(delivery: InvalidationDelivery) -> Self {
-        SqlxTestBackend {
-            delivery: Some(delivery),
-            ..Self::create().await
-        }
-    }
-
     /// `config` for this instance's schema and delivery mode.
     pub fn config(&self, config: &Config) -> Config {
         Config {
@@ -198,6 +190,9 @@ pub async fn drain_payloads(
 #[async_trait]
 impl session_testkit::DeliveryModes for SqlxTestBackend {
     async fn with_delivery(delivery: InvalidationDelivery) -> Self {
-        SqlxTestBackend::with_delivery(delivery).await
+        SqlxTestBackend {
+            delivery: Some(delivery),
+            ..Self::create().await
+        }
     }
 }
